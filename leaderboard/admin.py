@@ -1,0 +1,191 @@
+"""Django admin: curating benchmark versions and moderating submissions.
+
+The frozen-version rule lives in the model layer; the admin only turns its errors into messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from leaderboard import moderation, versioning
+from leaderboard.models import (
+    BenchmarkVersion,
+    Cell,
+    ModelEntry,
+    Submission,
+    SubmissionEvent,
+    TaskRecord,
+    TaskSpec,
+    VersionStatus,
+    Visibility,
+    WorkerHeartbeat,
+)
+
+
+def _apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet,
+           action: Callable, verb: str) -> None:
+    """Run `action` on each selected row; report successes and refusals as admin messages."""
+    done = 0
+    for obj in queryset:
+        try:
+            action(obj)
+            done += 1
+        except ValidationError as exc:
+            modeladmin.message_user(request, f"{obj}: {' '.join(exc.messages)}", messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} item(s).", messages.SUCCESS)
+
+
+class TaskSpecInline(admin.TabularInline):
+    model = TaskSpec
+    extra = 0
+    fields = ("key", "task_type", "category", "params", "weight", "max_new_tokens")
+    readonly_fields = ("category",)
+
+
+class BenchmarkVersionForm(forms.ModelForm):
+    class Meta:
+        model = BenchmarkVersion
+        fields = ("slug", "title", "notes", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
+                  "kv_methods", "kv_budgets", "params")
+
+
+@admin.register(BenchmarkVersion)
+class BenchmarkVersionAdmin(admin.ModelAdmin):
+    form = BenchmarkVersionForm
+    inlines = (TaskSpecInline,)
+    list_display = ("slug", "title", "status", "is_default", "lengths", "samples_per_cell", "task_count",
+                    "published_at")
+    list_filter = ("status", "is_default")
+    search_fields = ("slug", "title")
+    readonly_fields = ("status", "is_default", "spec_hash", "cloned_from", "published_at", "retired_at")
+    actions = ("publish_versions", "retire_versions", "clone_versions", "make_default_version")
+
+    @admin.display(description="tasks")
+    def task_count(self, obj: BenchmarkVersion) -> int:
+        return obj.tasks.count()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        obj = self.get_object(request, object_id)
+        if obj is not None and obj.is_frozen and request.method == "GET":
+            self.message_user(
+                request,
+                f"'{obj.slug}' is {obj.status}: its tasks, lengths, seed and params are frozen (spec hash "
+                f"{obj.spec_hash[:12]}). Only the title and notes can change; use 'Clone into a new draft' to "
+                "change the spec.",
+                messages.WARNING,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_delete_permission(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or obj.status == VersionStatus.DRAFT)
+
+    @admin.action(description="Publish (compute the spec hash and freeze)")
+    def publish_versions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, versioning.publish, "Published")
+
+    @admin.action(description="Retire")
+    def retire_versions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, versioning.retire, "Retired")
+
+    @admin.action(description="Clone into a new draft")
+    def clone_versions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, versioning.clone, "Cloned")
+
+    @admin.action(description="Make the default version")
+    def make_default_version(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to make the default.", messages.ERROR)
+            return
+        _apply(self, request, queryset, versioning.make_default, "Made default:")
+
+
+@admin.register(ModelEntry)
+class ModelEntryAdmin(admin.ModelAdmin):
+    list_display = ("display_name", "organisation", "kind", "api_model_name", "hf_repo", "parameters_b",
+                    "claimed_context")
+    list_filter = ("kind",)
+    search_fields = ("display_name", "organisation", "api_model_name", "hf_repo")
+
+
+class SubmissionEventInline(admin.TabularInline):
+    model = SubmissionEvent
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "action", "actor", "note")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    list_display = ("id", "model", "version", "status", "visibility", "progress", "run_number", "submitter",
+                    "created_at")
+    list_filter = ("status", "version", "visibility", "model__kind", "is_baseline")
+    search_fields = ("model__display_name", "model__api_model_name", "submitter__username")
+    list_select_related = ("model", "version", "submitter")
+    readonly_fields = ("status", "has_api_key", "run_number", "failure_reason", "probe_result", "cells_total",
+                       "cells_done", "samples_total", "samples_done", "samples_errored", "created_at",
+                       "queued_at", "started_at", "finished_at")
+    fields = ("model", "version", "submitter", "kv_methods", "kv_budgets", "visibility", "public_note",
+              "is_baseline", *readonly_fields)
+    inlines = (SubmissionEventInline,)
+    actions = ("approve", "cancel", "rerun", "hide", "flag")
+
+    @admin.display(description="progress")
+    def progress(self, obj: Submission) -> str:
+        return f"{obj.cells_done}/{obj.cells_total} cells"
+
+    @admin.display(boolean=True, description="API key stored")
+    def has_api_key(self, obj: Submission) -> bool:
+        return obj.has_api_key
+
+    @admin.action(description="Approve and queue")
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, lambda s: moderation.approve(s, request.user), "Approved")
+
+    @admin.action(description="Cancel")
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, lambda s: moderation.cancel(s, request.user), "Cancelled")
+
+    @admin.action(description="Re-run (replaces the results)")
+    def rerun(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, lambda s: moderation.rerun(s, request.user), "Re-queued")
+
+    @admin.action(description="Hide from the leaderboard")
+    def hide(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, lambda s: moderation.hide(s, request.user), "Hid")
+
+    @admin.action(description="Flag (uses each submission's public note)")
+    def flag(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset,
+               lambda s: moderation.set_visibility(s, request.user, Visibility.FLAGGED,
+                                                   s.public_note or "Flagged by the maintainers for review."),
+               "Flagged")
+
+
+@admin.register(Cell)
+class CellAdmin(admin.ModelAdmin):
+    list_display = ("submission", "task", "length", "method", "budget", "status", "score", "samples_done",
+                    "samples_errored")
+    list_filter = ("status", "method", "submission__version")
+    list_select_related = ("submission", "task")
+
+
+@admin.register(TaskRecord)
+class TaskRecordAdmin(admin.ModelAdmin):
+    list_display = ("task_name", "task_id", "queue", "state", "worker", "created_at", "finished_at")
+    list_filter = ("state", "queue", "task_name")
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ("worker", "queue", "seen_at")

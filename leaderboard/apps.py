@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class LeaderboardConfig(AppConfig):
+    name = "leaderboard"
+    verbose_name = "LongCtx leaderboard"
+
+    def ready(self) -> None:
+        # Connect the Celery signal handlers that keep TaskRecord current, in web and workers alike.
+        from evalworkers import signals  # noqa: F401

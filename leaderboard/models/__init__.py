@@ -1,0 +1,43 @@
+from leaderboard.models.results import Cell, CellStatus, SampleResult
+from leaderboard.models.submissions import (
+    ApiMode,
+    EventAction,
+    ModelEntry,
+    ModelKind,
+    Submission,
+    SubmissionEvent,
+    SubmissionStatus,
+    Visibility,
+)
+from leaderboard.models.versions import (
+    KNOWN_KV_METHODS,
+    BenchmarkVersion,
+    FrozenVersionError,
+    TaskCategory,
+    TaskSpec,
+    VersionStatus,
+)
+from leaderboard.models.workers import TaskRecord, TaskState, WorkerHeartbeat
+
+__all__ = [
+    "KNOWN_KV_METHODS",
+    "ApiMode",
+    "BenchmarkVersion",
+    "Cell",
+    "CellStatus",
+    "EventAction",
+    "FrozenVersionError",
+    "ModelEntry",
+    "ModelKind",
+    "SampleResult",
+    "Submission",
+    "SubmissionEvent",
+    "SubmissionStatus",
+    "TaskCategory",
+    "TaskRecord",
+    "TaskSpec",
+    "TaskState",
+    "VersionStatus",
+    "Visibility",
+    "WorkerHeartbeat",
+]

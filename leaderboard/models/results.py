@@ -1,0 +1,104 @@
+"""Cells (one grid point of a submission) and per-sample results. Writes are idempotent upserts."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from leaderboard.models.submissions import Submission
+from leaderboard.models.versions import TaskSpec
+
+
+class CellStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    OOM = "oom", "Out of memory"
+    CANCELLED = "cancelled", "Cancelled"
+
+    @classmethod
+    def ended(cls) -> tuple[str, ...]:
+        return (cls.COMPLETED, cls.FAILED, cls.OOM, cls.CANCELLED)
+
+
+class Cell(models.Model):
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="cells")
+    task = models.ForeignKey(TaskSpec, on_delete=models.PROTECT, related_name="cells")
+    length = models.PositiveIntegerField()
+    method = models.CharField(max_length=40, default="full")
+    budget = models.FloatField(default=1.0)
+    status = models.CharField(max_length=10, choices=CellStatus.choices, default=CellStatus.PENDING)
+    samples_total = models.PositiveIntegerField(default=0)
+    samples_done = models.PositiveIntegerField(default=0)
+    samples_errored = models.PositiveIntegerField(default=0)
+    score = models.FloatField(null=True, blank=True, help_text="Mean score 0-100 over scored samples.")
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    prompt_tokens_mean = models.FloatField(null=True, blank=True)
+    prompt_token_mismatch = models.BooleanField(default=False)
+    kv_bytes = models.BigIntegerField(null=True, blank=True)
+    kept_fraction = models.FloatField(null=True, blank=True)
+    peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    prefill_s = models.FloatField(null=True, blank=True)
+    ttft_s = models.FloatField(null=True, blank=True)
+    decode_tokens_per_s = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("submission", "task__key", "length", "method", "-budget")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["submission", "task", "length", "method", "budget"], name="cell_unique_grid_point"
+            ),
+            models.CheckConstraint(condition=Q(length__gt=0), name="cell_length_positive"),
+            models.CheckConstraint(condition=Q(budget__gt=0) & Q(budget__lte=1), name="cell_budget_in_0_1"),
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | (Q(score__gte=0) & Q(score__lte=100)), name="cell_score_0_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(samples_done__lte=models.F("samples_total")), name="cell_samples_done_le_total"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["submission", "status"], name="cell_submission_status"),
+            models.Index(fields=["task", "length", "method", "budget"], name="cell_board_lookup"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task.key}@{self.length} {self.method}:{self.budget:g}"
+
+
+class SampleResult(models.Model):
+    cell = models.ForeignKey(Cell, on_delete=models.CASCADE, related_name="samples")
+    index = models.PositiveIntegerField()
+    prediction = models.TextField(blank=True)
+    expected = models.JSONField(default=list)
+    score = models.FloatField(null=True, blank=True, help_text="Null when the sample errored (not a wrong answer).")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_s = models.FloatField(null=True, blank=True)
+    ttft_s = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text="Needle depth and other sample facts.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("cell", "index")
+        constraints = [
+            models.UniqueConstraint(fields=["cell", "index"], name="sample_unique_per_cell"),
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | (Q(score__gte=0) & Q(score__lte=100)), name="sample_score_0_100"
+            ),
+            models.CheckConstraint(
+                condition=(Q(score__isnull=True) & ~Q(error="")) | (Q(score__isnull=False) & Q(error="")),
+                name="sample_scored_xor_errored",
+            ),
+        ]
+        indexes = [models.Index(fields=["cell", "score"], name="sample_cell_score")]
+
+    def __str__(self) -> str:
+        return f"{self.cell} #{self.index}"

@@ -1,0 +1,245 @@
+"""Benchmark versions and their task specs. A published version is frozen, here in the model layer."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from evalworkers.benchmark import SpecError, category_of, validate_task
+
+KNOWN_KV_METHODS = (
+    "full", "streaming_llm", "snapkv", "pyramidkv", "tova", "knorm", "observed_attention",
+    "expected_attention", "keydiff", "chunkkv", "quantized_quanto", "quantized_hqq",
+)
+
+
+class VersionStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PUBLISHED = "published", "Published"
+    RETIRED = "retired", "Retired"
+
+
+class TaskCategory(models.TextChoices):
+    RETRIEVAL = "retrieval", "Retrieval"
+    TRACING = "tracing", "Multi-hop tracing"
+    AGGREGATION = "aggregation", "Aggregation"
+    QA = "qa", "Question answering"
+
+
+class FrozenVersionError(ValidationError):
+    """Raised when something tries to change what a published version measures."""
+
+
+def frozen_message(version_slug: str, fields: list[str]) -> str:
+    return (
+        f"Benchmark version '{version_slug}' is published, so its {', '.join(sorted(fields))} cannot change: "
+        "scores already recorded against it would stop meaning the same thing. "
+        "Clone it into a new draft and change the draft instead."
+    )
+
+
+class BenchmarkVersionQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        frozen = sorted(set(kwargs) & set(BenchmarkVersion.FROZEN_FIELDS))
+        if frozen:
+            locked = self.exclude(status=VersionStatus.DRAFT).values_list("slug", flat=True).first()
+            if locked is not None:
+                raise FrozenVersionError(frozen_message(locked, frozen))
+        return super().update(**kwargs)
+
+    def published(self) -> BenchmarkVersionQuerySet:
+        return self.filter(status=VersionStatus.PUBLISHED)
+
+    def browsable(self) -> BenchmarkVersionQuerySet:
+        return self.exclude(status=VersionStatus.DRAFT)
+
+
+class BenchmarkVersion(models.Model):
+    FROZEN_FIELDS: ClassVar[tuple[str, ...]] = (
+        "slug", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
+        "kv_methods", "kv_budgets", "params", "spec_hash",
+    )
+
+    slug = models.SlugField(max_length=40, unique=True, help_text="Short stable name used in URLs, e.g. v1.")
+    title = models.CharField(max_length=200)
+    notes = models.TextField(blank=True, help_text="What this version measures and how it differs from the last.")
+    status = models.CharField(max_length=12, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
+    seed = models.PositiveBigIntegerField(help_text="Every sample is a function of this seed, the task and the index.")
+    lengths = models.JSONField(help_text="Context lengths in tokens, ascending, e.g. [4096, 8192, 16384].")
+    samples_per_cell = models.PositiveIntegerField(default=100)
+    effective_length_threshold = models.FloatField(
+        default=85.6, help_text="Score (0-100) a length must reach to count as effective (RULER: 85.6)."
+    )
+    kv_methods = models.JSONField(default=list, blank=True, help_text='KV methods offered, e.g. ["full", "snapkv"].')
+    kv_budgets = models.JSONField(default=list, blank=True, help_text="KV budgets offered, fractions in (0, 1].")
+    params = models.JSONField(default=dict, blank=True, help_text="Version options: query_aware, reasoning, ...")
+    spec_hash = models.CharField(max_length=64, blank=True, editable=False)
+    is_default = models.BooleanField(default=False, editable=False)
+    cloned_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="clones", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = BenchmarkVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="version_single_default"),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | Q(status=VersionStatus.PUBLISHED), name="version_default_is_published"
+            ),
+            models.CheckConstraint(condition=Q(samples_per_cell__gt=0), name="version_samples_positive"),
+            models.CheckConstraint(
+                condition=Q(effective_length_threshold__gte=0) & Q(effective_length_threshold__lte=100),
+                name="version_threshold_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=VersionStatus.DRAFT) | ~Q(spec_hash=""), name="version_published_has_hash"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="version_status_created")]
+
+    def __str__(self) -> str:
+        return f"{self.slug} ({self.get_status_display().lower()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        changed = self.frozen_changes()
+        if changed:
+            raise FrozenVersionError(frozen_message(self.slug, changed))
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self.pk and type(self).objects.filter(pk=self.pk).exclude(status=VersionStatus.DRAFT).exists():
+            raise FrozenVersionError(
+                f"Benchmark version '{self.slug}' is published or retired and cannot be deleted; retire it instead."
+            )
+        return super().delete(*args, **kwargs)
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.status != VersionStatus.DRAFT
+
+    @property
+    def max_length(self) -> int:
+        return max(self.lengths) if self.lengths else 0
+
+    def frozen_changes(self) -> list[str]:
+        """Frozen fields that differ from the stored row of a published or retired version."""
+        if self.pk is None:
+            return []
+        stored = type(self).objects.filter(pk=self.pk).values(*self.FROZEN_FIELDS, "status").first()
+        if stored is None or stored["status"] == VersionStatus.DRAFT:
+            return []
+        return [f for f in self.FROZEN_FIELDS if stored[f] != getattr(self, f)]
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        lengths = self.lengths
+        if not isinstance(lengths, list) or not lengths or not all(
+            isinstance(n, int) and not isinstance(n, bool) for n in lengths
+        ):
+            errors["lengths"] = "Give a non-empty list of whole token counts, e.g. [4096, 8192]."
+        elif any(n <= 0 for n in lengths):
+            errors["lengths"] = "Every length must be a positive number of tokens."
+        elif lengths != sorted(set(lengths)):
+            errors["lengths"] = "List each length once, in ascending order."
+        budgets = self.kv_budgets
+        if not isinstance(budgets, list) or not all(
+            isinstance(b, int | float) and not isinstance(b, bool) and 0 < b <= 1 for b in budgets
+        ):
+            errors["kv_budgets"] = "Budgets are fractions of the full KV cache kept, each in (0, 1], e.g. [1.0, 0.5]."
+        methods = self.kv_methods
+        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+            errors["kv_methods"] = "Give a list of method names."
+        else:
+            unknown = [m for m in methods if m not in KNOWN_KV_METHODS]
+            if unknown:
+                errors["kv_methods"] = (
+                    f"Unknown KV method(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KV_METHODS)}."
+                )
+        if not isinstance(self.params, dict):
+            errors["params"] = "Version params must be a JSON object."
+        if errors:
+            raise ValidationError(errors)
+        changed = self.frozen_changes()
+        if changed:
+            raise FrozenVersionError(frozen_message(self.slug, changed))
+
+
+class TaskSpecQuerySet(models.QuerySet):
+    def _refuse_if_frozen(self) -> None:
+        locked = self.exclude(version__status=VersionStatus.DRAFT).values_list("version__slug", flat=True).first()
+        if locked is not None:
+            raise FrozenVersionError(frozen_message(locked, ["tasks"]))
+
+    def update(self, **kwargs: Any) -> int:
+        self._refuse_if_frozen()
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        self._refuse_if_frozen()
+        return super().delete()
+
+
+class TaskSpec(models.Model):
+    SPEC_FIELDS: ClassVar[tuple[str, ...]] = ("version_id", "key", "task_type", "params", "weight", "max_new_tokens")
+
+    version = models.ForeignKey(BenchmarkVersion, on_delete=models.CASCADE, related_name="tasks")
+    key = models.SlugField(max_length=60, help_text="Name shown on the leaderboard, e.g. niah_single_1.")
+    task_type = models.CharField(max_length=40, help_text="Registered task type, e.g. niah_single.")
+    category = models.CharField(max_length=12, choices=TaskCategory.choices, editable=False)
+    params = models.JSONField(default=dict, blank=True, help_text="Task parameters; defaults are filled in.")
+    weight = models.FloatField(default=1.0)
+    max_new_tokens = models.PositiveIntegerField(default=128)
+
+    objects = TaskSpecQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("version", "key")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="taskspec_unique_key_per_version"),
+            models.CheckConstraint(condition=Q(weight__gt=0), name="taskspec_weight_positive"),
+            models.CheckConstraint(condition=Q(max_new_tokens__gt=0), name="taskspec_max_new_tokens_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.task_type})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._version_is_frozen() and self._differs_from_stored():
+            raise FrozenVersionError(frozen_message(self.version.slug, ["tasks"]))
+        if not self.category:
+            self.category = category_of(self.task_type)
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self._version_is_frozen():
+            raise FrozenVersionError(frozen_message(self.version.slug, ["tasks"]))
+        return super().delete(*args, **kwargs)
+
+    def _version_is_frozen(self) -> bool:
+        if self.version_id is None:
+            return False
+        return BenchmarkVersion.objects.filter(pk=self.version_id).exclude(status=VersionStatus.DRAFT).exists()
+
+    def _differs_from_stored(self) -> bool:
+        if self.pk is None:
+            return True
+        stored = type(self).objects.filter(pk=self.pk).values(*self.SPEC_FIELDS).first()
+        return stored is None or any(stored[f] != getattr(self, f) for f in self.SPEC_FIELDS)
+
+    def clean(self) -> None:
+        try:
+            self.params = validate_task(self.task_type, self.params or {})
+            self.category = category_of(self.task_type)
+        except SpecError as exc:
+            field = "task_type" if exc.field == "type" else "params"
+            raise ValidationError({field: str(exc)}) from None
+        if self._version_is_frozen() and self._differs_from_stored():
+            raise FrozenVersionError(frozen_message(self.version.slug, ["tasks"]))

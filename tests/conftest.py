@@ -1,0 +1,167 @@
+"""Shared fixtures: the real services, real Celery worker processes, and the three users.
+
+Tests that need PostgreSQL or Redis skip with the reason on the embedded default, and fail under CI.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing_service(reason: str) -> None:
+    """Skip outside CI (with the reason); fail in CI, where every service must be there."""
+    if IN_CI:
+        pytest.fail(f"CI requires this service: {reason}")
+    pytest.skip(reason)
+
+
+def redis_broker_url(db: int = 14) -> str | None:
+    raw = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or ""
+    if not raw.startswith("redis://"):
+        return None
+    base = raw.rsplit("/", 1)[0] if raw.count("/") > 2 else raw
+    return f"{base}/{db}"
+
+
+@pytest.fixture
+def require_postgres(db) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        missing_service("needs PostgreSQL: set DATABASE_URL or start it on 127.0.0.1:5432")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = redis_broker_url()
+    if url is None:
+        missing_service("needs Redis: set REDIS_URL or start it on 127.0.0.1:6379")
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        missing_service(f"Redis at {url} does not answer: {exc}")
+    client.flushdb()  # a private db number: leftovers from an earlier run must not be consumed
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url_of_test_db() -> str:
+    """The URL of the database the test process writes to, for child processes to share."""
+    from django.db import connection
+
+    cfg = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{cfg['NAME']}"
+    user = cfg.get("USER") or "postgres"
+    password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{cfg.get('HOST') or '127.0.0.1'}:{cfg.get('PORT') or 5432}/{cfg['NAME']}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    from django.conf import settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PYTEST_"))}
+    env.update(
+        DATABASE_URL=database_url_of_test_db(),
+        SECRET_KEY=settings.SECRET_KEY,
+        FIELD_ENCRYPTION_KEY=",".join(settings.FIELD_ENCRYPTION_KEYS),
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("REDIS_URL", None)
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, proc: subprocess.Popen, name: str, log: Path) -> None:
+        self.proc, self.name, self.log = proc, name, log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start a real `celery worker` process on the given broker, sharing the test database."""
+    started: list[WorkerProcess] = []
+
+    def start(broker_url: str, *, queues: str = "api,gpu", extra_env: dict[str, str] | None = None,
+              concurrency: int = 1) -> WorkerProcess:
+        name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        log = tmp_path / f"{name}.log"
+        env = child_env(CELERY_BROKER_URL=broker_url, **(extra_env or {}))
+        cmd = [sys.executable, "-m", "celery", "-A", "evalworkers.celery", "worker", "-Q", queues,
+               "--concurrency", str(concurrency), "--pool", "solo" if concurrency == 1 else "prefork",
+               "-n", name, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
+        handle = log.open("w")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        worker = WorkerProcess(proc, name, log)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, on_fail: Callable[[], str] = str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{on_fail()}")
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.org", "alice-password-1")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.org", "bob-password-1")
+
+
+@pytest.fixture
+def charlie(django_user_model):
+    return django_user_model.objects.create_superuser("charlie", "charlie@example.org", "charlie-password-1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _publish_to_memory_by_default() -> None:
+    """In-process publishes go to an in-memory broker; tests that need a real one pass their own connection."""
+    from evalworkers.celery import app
+
+    app.conf.broker_url = "memory://"
