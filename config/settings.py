@@ -105,6 +105,9 @@ if not DEBUG and env.env_bool("HTTPS", default=False):
 
 # --- Celery (read by evalworkers.celery with namespace="CELERY") --------------------------------
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = env.broker_url(VAR_DIR / "broker")
+# Redis re-delivers a task whose worker died (SIGKILL, lost machine) after this many seconds. Keep it above the
+# hard time limit: a re-delivered cell resumes where it stopped, but running it twice at once wastes the endpoint.
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env.env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600, minimum=1)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -134,6 +137,18 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT.")
+
+# --- Evaluation engine --------------------------------------------------------------------------------
+EVAL_CONCURRENCY = env.env_int("EVAL_CONCURRENCY", 8, minimum=1)
+EVAL_PER_HOST_LIMIT = env.env_int("EVAL_PER_HOST_LIMIT", 16, minimum=1)
+EVAL_REQUEST_TIMEOUT_S = env.env_float("EVAL_REQUEST_TIMEOUT_S", 300.0, minimum=0.1)
+EVAL_DEADLINE_S = env.env_float("EVAL_DEADLINE_S", 900.0, minimum=0.1)
+EVAL_MAX_RETRIES = env.env_int("EVAL_MAX_RETRIES", 4)
+EVAL_BACKOFF_BASE_S = env.env_float("EVAL_BACKOFF_BASE_S", 1.0)
+EVAL_BACKOFF_CAP_S = env.env_float("EVAL_BACKOFF_CAP_S", 30.0)
+EVAL_BREAKER_THRESHOLD = env.env_int("EVAL_BREAKER_THRESHOLD", 10, minimum=1)
+EVAL_STREAM = env.env_bool("EVAL_STREAM", default=True)
+EVAL_PROBE_TIMEOUT_S = env.env_float("EVAL_PROBE_TIMEOUT_S", 30.0, minimum=0.1)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,304 @@
+"""Pre-flight probe of an endpoint when a submission starts, and the prompt-length check the runner applies.
+
+The probe exists so a broken submission fails in seconds with a message the submitter can act on, instead
+of after hours of per-sample errors. It makes at most three small requests: ``/models`` and two short
+generations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from evalworkers.backends.base import GenerationRequest
+from evalworkers.backends.endpoint import Attempt, EndpointBackend, EndpointConfig, redact
+from evalworkers.backends.retry import Deadline
+from evalworkers.backends.wire import build_body, context_length, mentions_unknown_model, model_entries, route
+
+logger = logging.getLogger(__name__)
+
+PROBE_QUESTION = "Reply with the single word: ready."
+# Plain prose, so the measured characters-per-token resembles that of the benchmark's haystacks.
+_FILLER_SENTENCES = (
+    "The river ran quietly past the old mill, where the keeper counted sacks of grain each morning.",
+    "Travellers stopped at the inn to trade news about the weather, the roads and the price of salt.",
+    "In the library a clerk copied ledgers by lamplight and filed every page in numbered boxes.",
+    "Children in the square played a game with chalk lines and pebbles until the bell rang at noon.",
+)
+PROBE_FILLER = " ".join(_FILLER_SENTENCES * 5)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Outcome of the pre-flight probe.
+
+    ``code`` is one of: ok, unreachable, tls, timeout, auth, route_not_found, unknown_model, not_openai,
+    context_too_small, redirect, rejected, rate_limited, server_error. ``retryable`` marks the codes worth
+    trying again later (timeouts, 429, 5xx) rather than failing the submission for good.
+    """
+
+    ok: bool
+    code: str
+    message: str
+    url: str
+    server_context: int | None = None
+    latency_s: float | None = None
+    chars_per_token: float | None = None
+    served_models: tuple[str, ...] = ()
+    retryable: bool = False
+
+
+def prompt_token_mismatch(measured: int, target: int, tolerance: float = 0.02) -> bool:
+    """True when the server's count is more than ``tolerance`` (relative) off the length we built for."""
+    if target <= 0:
+        raise ValueError("target must be positive")
+    return abs(measured - target) > tolerance * target
+
+
+def _join_names(names: tuple[str, ...], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+class _Prober:
+    def __init__(
+        self, config: EndpointConfig, required_context: int, backend: EndpointBackend, timeout_s: float
+    ):
+        self.config = config
+        self.required = required_context
+        self.backend = backend
+        self.timeout_s = timeout_s
+        self.gen_url = config.generation_url
+        self.served: tuple[str, ...] = ()
+        self.listed = False
+        self.server_context: int | None = None
+
+    def result(self, code: str, message: str, **extra: Any) -> ProbeResult:
+        url = extra.pop("url", self.gen_url)
+        return ProbeResult(
+            ok=code == "ok",
+            code=code,
+            message=redact(message, self.config.api_key),
+            url=url,
+            server_context=self.server_context,
+            served_models=self.served,
+            retryable=code in ("timeout", "rate_limited", "server_error"),
+            **extra,
+        )
+
+    def transport_failure(self, attempt: Attempt, url: str) -> ProbeResult | None:
+        """Failures that make any further request pointless, whichever route they came from."""
+        detail = attempt.reason
+        if attempt.kind == "connect":
+            return self.result(
+                "unreachable",
+                f"Could not connect to {url} ({detail}). Check the host name and port, and that the server "
+                "is running and reachable from the evaluation workers.",
+                url=url,
+            )
+        if attempt.kind == "dropped":
+            return self.result(
+                "unreachable",
+                f"{url} closed the connection without an answer ({detail}). Check that the URL points at an "
+                "HTTP API server and that no proxy or firewall cuts the connection.",
+                url=url,
+            )
+        if attempt.kind == "tls":
+            return self.result(
+                "tls",
+                f"The TLS (https) handshake with {url} failed ({detail}). If the server speaks plain HTTP, "
+                "use an http:// URL; otherwise give the server a valid certificate.",
+                url=url,
+            )
+        if attempt.kind == "timeout":
+            return self.result(
+                "timeout",
+                f"{url} did not answer within {self.timeout_s:g}s ({detail}). Check that the server is up "
+                "and not overloaded, then try again.",
+                url=url,
+            )
+        if attempt.kind == "auth":
+            server = f": {attempt.server_message}" if attempt.server_message else ""
+            if self.config.api_key:
+                fix = (
+                    "Check that the API key is correct, not expired, and allowed to use model "
+                    f"'{self.config.model}'."
+                )
+            else:
+                fix = "The server needs an API key; add one to the submission."
+            return self.result(
+                "auth", f"{url} refused access (HTTP {attempt.status}{server}). {fix}", url=url
+            )
+        if attempt.kind == "redirect":
+            return self.result("redirect", f"{url} answered with a redirect ({attempt.reason}).", url=url)
+        if attempt.status == 429:
+            return self.result(
+                "rate_limited",
+                f"{url} is rate limiting requests (HTTP 429). Try again later or raise the key's rate limit.",
+                url=url,
+            )
+        if attempt.status is not None and attempt.status >= 500:
+            return self.result(
+                "server_error",
+                f"{url} failed with {attempt.reason}. The server seems to be in trouble; try again later.",
+                url=url,
+            )
+        return None
+
+    def check_models(self) -> ProbeResult | None:
+        url = self.config.models_url
+        attempt = self.backend.send_once(
+            "/models", None, method="GET", deadline=Deadline(self.timeout_s), expect_completion=False
+        )
+        failure = self.transport_failure(attempt, url)
+        if failure is not None:
+            return failure
+        entries = model_entries(attempt.payload) if attempt.ok else None
+        if entries is None:  # many proxies have no /models; the generation call decides
+            logger.info("probe: %s has no usable model list (%s)", url, attempt.reason)
+            return None
+        self.listed = True
+        self.served = tuple(str(e["id"]) for e in entries)
+        entry = next((e for e in entries if e["id"] == self.config.model), None)
+        if entry is None:
+            return None  # may be an alias; confirmed or refuted by the generation call
+        self.server_context = context_length(entry)
+        if self.server_context is not None and self.server_context < self.required:
+            return self.result(
+                "context_too_small",
+                f"Model '{self.config.model}' at {self.config.api_root} reports a context window of "
+                f"{self.server_context:,} tokens, but this benchmark version needs {self.required:,}. Serve "
+                f"it with a larger window (for vLLM: --max-model-len {self.required}) or choose a version "
+                "with shorter lengths.",
+                url=url,
+            )
+        return None
+
+    def generate(self, prompt: str) -> Attempt:
+        config = self.config
+        request = (
+            GenerationRequest(messages=[{"role": "user", "content": prompt}], max_new_tokens=16)
+            if config.api_mode == "chat"
+            else GenerationRequest(prompt=prompt, max_new_tokens=16)
+        )
+        body = build_body(
+            request,
+            model=config.model,
+            api_mode=config.api_mode,
+            stream=config.stream,
+            stream_usage=config.stream_usage,
+            max_tokens_field=config.max_tokens_field,
+            extra_body=config.extra_body,
+        )
+        return self.backend.send_once(
+            route(config.api_mode), body, deadline=Deadline(self.timeout_s), stream=config.stream
+        )
+
+    def explain_generation_failure(self, attempt: Attempt) -> ProbeResult:
+        failure = self.transport_failure(attempt, self.gen_url)
+        if failure is not None:
+            return failure
+        config = self.config
+        unknown = mentions_unknown_model(attempt.server_message, attempt.server_code, config.model)
+        if attempt.status in (400, 404, 422) and (
+            unknown or (self.listed and config.model not in self.served)
+        ):
+            listing = (
+                f" It lists: {_join_names(self.served)}. Use one of these names exactly."
+                if self.served
+                else f" The server says: {attempt.server_message}"
+                if attempt.server_message
+                else ""
+            )
+            return self.result(
+                "unknown_model",
+                f"The server at {config.api_root} does not know a model named '{config.model}'.{listing}",
+            )
+        if attempt.kind == "not_found":
+            generic = (attempt.server_message or "").strip().lower() in ("", "not found", "404 not found")
+            server_says = "" if generic else f" The server says: {attempt.server_message}"
+            return self.result(
+                "route_not_found",
+                f"{self.gen_url} returned HTTP 404 Not Found. The base URL should be the API root, with or "
+                "without a trailing /v1 (e.g. https://host/v1), and the API mode must match the server "
+                f"('{config.api_mode}' uses {route(config.api_mode)}).{server_says}",
+            )
+        if attempt.kind in ("not_openai", "too_large"):
+            return self.result(
+                "not_openai",
+                f"{self.gen_url} answered, but not like an OpenAI-compatible API ({attempt.reason}). Check "
+                "that the URL points at the API itself, not a web page or another kind of service, and that "
+                "the API mode (chat or completions) is right.",
+            )
+        return self.result(
+            "rejected",
+            f"{self.gen_url} rejected the probe request ({attempt.reason}). Check the model and API mode.",
+        )
+
+    def run(self) -> ProbeResult:
+        failure = self.check_models()
+        if failure is not None:
+            return failure
+        first = self.generate(PROBE_QUESTION)
+        if not first.ok:
+            return self.explain_generation_failure(first)
+        second = self.generate(PROBE_FILLER + "\n\n" + PROBE_QUESTION)
+        chars_per_token = _chars_per_token(first, second)
+        context = (
+            f"context window {self.server_context:,} tokens"
+            if self.server_context
+            else "context not reported"
+        )
+        return self.result(
+            "ok",
+            f"{self.gen_url} answered as '{self.config.model}' in {first.latency_s:.2f}s ({context}).",
+            latency_s=first.latency_s,
+            chars_per_token=chars_per_token,
+        )
+
+
+def _chars_per_token(short: Attempt, long: Attempt) -> float | None:
+    """Slope between two prompts, so the chat template's fixed overhead cancels out."""
+    short_tokens = short.parsed.prompt_tokens if short.parsed else None
+    long_tokens = long.parsed.prompt_tokens if long.ok and long.parsed else None
+    extra_chars = len(PROBE_FILLER) + 2
+    if short_tokens is not None and long_tokens is not None and long_tokens > short_tokens:
+        return extra_chars / (long_tokens - short_tokens)
+    if long_tokens:
+        return (extra_chars + len(PROBE_QUESTION)) / long_tokens
+    return None
+
+
+def probe(
+    config: EndpointConfig,
+    required_context: int,
+    *,
+    client: httpx.Client | None = None,
+    transport: httpx.BaseTransport | None = None,
+    timeout_s: float = 30.0,
+) -> ProbeResult:
+    """Check that ``config`` reaches a server that accepts the key, knows the model and fits the context.
+
+    ``required_context`` should include room for the answer (longest length + max new tokens). One attempt per
+    request, each bounded by ``timeout_s``; never raises for network or server trouble.
+    """
+    if required_context < 0:
+        raise ValueError("required_context must be >= 0")
+    probe_config = dataclasses.replace(
+        config,
+        request_timeout_s=min(config.request_timeout_s, timeout_s),
+        deadline_s=min(config.deadline_s, timeout_s),
+        max_retries=0,
+    )
+    started = time.monotonic()
+    with EndpointBackend(probe_config, client=client, transport=transport) as backend:
+        result = _Prober(probe_config, required_context, backend, timeout_s).run()
+    logger.info(
+        "probe %s model=%s: %s (%.2fs)", config.host, config.model, result.code, time.monotonic() - started
+    )
+    return result

@@ -1,0 +1,272 @@
+"""The evaluation loop with the database: start a submission, run one cell, finish the submission.
+
+Every write is an idempotent upsert or a conditional update, so a re-delivered task (worker killed,
+acks_late) resumes where the last one stopped and never scores a sample twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from evalworkers.backends import CircuitBreaker, EndpointBackend, EndpointConfig, probe
+from evalworkers.benchmark import CalibratedCounter, RenderOptions, SpecError
+from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
+from leaderboard.models import (
+    Cell,
+    CellStatus,
+    EventAction,
+    ModelKind,
+    SampleResult,
+    Submission,
+    SubmissionEvent,
+    SubmissionStatus,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_CHARS_PER_TOKEN = 4.0
+CANCEL_CHECK_EVERY_S = 0.5
+
+
+class SubmissionNotRunnable(Exception):
+    """The submission cannot start; the message is shown to the submitter."""
+
+
+def endpoint_config(sub: Submission) -> EndpointConfig:
+    entry = sub.model
+    return EndpointConfig(
+        base_url=entry.endpoint_url, model=entry.api_model_name, api_mode=entry.api_mode,
+        api_key=sub.get_api_key(), stream=settings.EVAL_STREAM, request_timeout_s=settings.EVAL_REQUEST_TIMEOUT_S,
+        deadline_s=settings.EVAL_DEADLINE_S, max_retries=settings.EVAL_MAX_RETRIES,
+        backoff_base_s=settings.EVAL_BACKOFF_BASE_S, backoff_cap_s=settings.EVAL_BACKOFF_CAP_S,
+        concurrency=settings.EVAL_CONCURRENCY, per_host_limit=settings.EVAL_PER_HOST_LIMIT,
+    )
+
+
+def grid_points(sub: Submission) -> list[tuple[str, float]]:
+    """(method, budget) pairs: endpoints are measured as served; local models add the requested KV methods."""
+    points = [("full", 1.0)]
+    if sub.model.kind == ModelKind.HUGGINGFACE:
+        points += [(m, float(b)) for m in sub.kv_methods if m != "full" for b in sub.kv_budgets if float(b) < 1.0]
+    return points
+
+
+def fail_submission(sub_id: int, reason: str) -> None:
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=sub_id)
+        if sub.status not in SubmissionStatus.active():
+            return
+        sub.status = SubmissionStatus.FAILED
+        sub.failure_reason = reason
+        sub.finished_at = timezone.now()
+        sub.api_key_encrypted = ""
+        sub.save(update_fields=["status", "failure_reason", "finished_at", "api_key_encrypted"])
+        SubmissionEvent.objects.create(submission=sub, action=EventAction.FAILED, note=reason[:2000])
+
+
+def _claim_submission(sub_id: int) -> Submission | None:
+    """queued -> running, once; a re-delivered start finds it running and resumes its open cells."""
+    claimed = Submission.objects.filter(pk=sub_id, status=SubmissionStatus.QUEUED).update(
+        status=SubmissionStatus.RUNNING, started_at=timezone.now()
+    )
+    sub = Submission.objects.select_related("model", "version").get(pk=sub_id)
+    if claimed:
+        SubmissionEvent.objects.create(submission=sub, action=EventAction.STARTED)
+        return sub
+    return sub if sub.status == SubmissionStatus.RUNNING else None
+
+
+def _probe(sub: Submission) -> None:
+    config = endpoint_config(sub)
+    longest = sub.version.max_length
+    result = probe(config, required_context=longest, timeout_s=settings.EVAL_PROBE_TIMEOUT_S)
+    data = dataclasses.asdict(result)
+    data["served_models"] = list(result.served_models)[:20]
+    Submission.objects.filter(pk=sub.pk).update(probe_result=data)
+    if not result.ok:
+        raise SubmissionNotRunnable(result.message)
+
+
+def expand_grid(sub: Submission) -> None:
+    tasks = list(sub.version.tasks.all())
+    cells = [
+        Cell(submission=sub, task=task, length=length, method=method, budget=budget,
+             samples_total=sub.version.samples_per_cell)
+        for task in tasks for length in sub.version.lengths for method, budget in grid_points(sub)
+    ]
+    Cell.objects.bulk_create(cells, ignore_conflicts=True)
+    Submission.objects.filter(pk=sub.pk).update(
+        cells_total=len(cells), samples_total=len(cells) * sub.version.samples_per_cell
+    )
+
+
+def start(sub_id: int) -> list[int]:
+    """Probe, expand the grid; returns the ids of the cells still to run."""
+    sub = _claim_submission(sub_id)
+    if sub is None:
+        return []
+    if not sub.cells.exists():
+        try:
+            if sub.model.kind != ModelKind.ENDPOINT:
+                raise SubmissionNotRunnable(
+                    "This deployment evaluates OpenAI-compatible endpoints only; local Hugging Face models "
+                    "need a GPU worker, which is not available yet."
+                )
+            _probe(sub)
+        except SubmissionNotRunnable as exc:
+            fail_submission(sub.pk, str(exc))
+            return []
+        expand_grid(sub)
+    return list(sub.cells.exclude(status__in=CellStatus.ended()).values_list("pk", flat=True))
+
+
+def cell_spec(cell: Cell) -> CellSpec:
+    version = cell.submission.version
+    return CellSpec(
+        seed=version.seed, task_key=cell.task.key, task_type=cell.task.task_type, params=cell.task.params,
+        length=cell.length, max_new_tokens=cell.task.max_new_tokens, samples=version.samples_per_cell,
+        api_mode=cell.submission.model.api_mode, options=RenderOptions.from_version_params(version.params),
+    )
+
+
+def _counter(sub: Submission) -> CalibratedCounter:
+    # Fixed per submission (from the probe), so a resumed cell regenerates exactly the same samples.
+    ratio = (sub.probe_result or {}).get("chars_per_token") or DEFAULT_CHARS_PER_TOKEN
+    return CalibratedCounter(float(ratio))
+
+
+def _store(cell: Cell, outcome: SampleOutcome) -> None:
+    SampleResult.objects.bulk_create(
+        [SampleResult(
+            cell=cell, index=outcome.index, prediction=outcome.prediction, expected=outcome.expected,
+            score=outcome.score, error=outcome.error, prompt_tokens=outcome.prompt_tokens,
+            output_tokens=outcome.output_tokens, latency_s=outcome.latency_s, ttft_s=outcome.ttft_s,
+            metadata={**outcome.metadata, "target_prompt_tokens": outcome.target_prompt_tokens},
+        )],
+        update_conflicts=True, unique_fields=["cell", "index"],
+        update_fields=["prediction", "expected", "score", "error", "prompt_tokens", "output_tokens", "latency_s",
+                       "ttft_s", "metadata"],
+    )
+
+
+def _claim_cell(cell_id: int) -> Cell | None:
+    claimed = Cell.objects.filter(pk=cell_id, status__in=[CellStatus.PENDING, CellStatus.RUNNING]).update(
+        status=CellStatus.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    return Cell.objects.select_related("submission__model", "submission__version", "task").get(pk=cell_id)
+
+
+def run_cell(cell_id: int) -> None:
+    cell = _claim_cell(cell_id)
+    if cell is None:
+        return
+    sub = cell.submission
+    if sub.status != SubmissionStatus.RUNNING:
+        finish_cell(cell.pk, cancelled=True)
+        return
+    breaker = CircuitBreaker(threshold=settings.EVAL_BREAKER_THRESHOLD)
+    stop = threading.Event()
+    done = set(cell.samples.values_list("index", flat=True))
+    todo = [i for i in range(cell.samples_total) if i not in done]
+    progress = {"done": len(done), "errored": cell.samples.filter(score__isnull=True).count(), "checked": 0.0}
+
+    def on_outcome(outcome: SampleOutcome) -> None:
+        _store(cell, outcome)
+        progress["done"] += 1
+        progress["errored"] += outcome.score is None
+        Cell.objects.filter(pk=cell.pk).update(samples_done=min(progress["done"], cell.samples_total),
+                                               samples_errored=progress["errored"])
+        now = time.monotonic()
+        if now - progress["checked"] >= CANCEL_CHECK_EVERY_S:
+            progress["checked"] = now
+            if not Submission.objects.filter(pk=sub.pk, status=SubmissionStatus.RUNNING).exists():
+                stop.set()
+
+    error = ""
+    try:
+        with EndpointBackend(endpoint_config(sub)) as backend:
+            evaluate_samples(cell_spec(cell), backend, _counter(sub), todo, concurrency=settings.EVAL_CONCURRENCY,
+                             breaker=breaker, stop=stop, on_outcome=on_outcome)
+    except SpecError as exc:
+        error = f"cannot build samples: {exc}"
+    except SoftTimeLimitExceeded:
+        error = "the cell ran past the worker's time limit; samples done so far are kept"
+    except Exception as exc:  # never leave a cell running forever; the traceback goes to the worker log
+        log.exception("cell %s failed", cell.pk)
+        error = f"internal error: {type(exc).__name__}"
+    if breaker.is_open:
+        error = breaker.message()
+    finish_cell(cell.pk, error=error, cancelled=stop.is_set() and not error)
+
+
+def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> None:
+    with transaction.atomic():
+        cell = Cell.objects.select_for_update().select_related("submission").get(pk=cell_id)
+        if cell.status in CellStatus.ended():
+            return
+        rows = list(cell.samples.all())
+        outcomes = [
+            SampleOutcome(index=r.index, prediction=r.prediction, expected=r.expected, score=r.score, error=r.error,
+                          target_prompt_tokens=r.metadata.get("target_prompt_tokens", 0),
+                          prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, latency_s=r.latency_s or 0.0,
+                          ttft_s=r.ttft_s, metadata={})
+            for r in rows
+        ]
+        summary = summarize(outcomes, seed_parts=(cell.submission_id, cell.task_id, cell.length, cell.method,
+                                                  cell.budget))
+        cell.samples_done = min(len(rows), cell.samples_total)
+        cell.samples_errored = summary.errors
+        cell.score, cell.ci_low, cell.ci_high = summary.score, summary.ci_low, summary.ci_high
+        cell.prompt_tokens_mean = summary.prompt_tokens_mean
+        cell.prompt_token_mismatch = summary.prompt_token_mismatch
+        cell.ttft_s, cell.decode_tokens_per_s = summary.ttft_s, summary.decode_tokens_per_s
+        if error:
+            cell.status, cell.error = CellStatus.FAILED, error
+        elif cancelled or cell.submission.status == SubmissionStatus.CANCELLED:
+            cell.status = CellStatus.CANCELLED
+        elif summary.n == 0:
+            cell.status = CellStatus.FAILED
+            cell.error = f"every sample errored ({summary.errors}); last reason: {summary.top_error}"
+        else:
+            cell.status = CellStatus.COMPLETED
+        cell.finished_at = timezone.now()
+        cell.save()
+    finish_submission_if_done(cell.submission_id)
+
+
+def finish_submission_if_done(sub_id: int) -> None:
+    with transaction.atomic():
+        sub = Submission.objects.select_for_update().get(pk=sub_id)
+        totals = sub.cells.aggregate(
+            ended=Count("pk", filter=Q(status__in=CellStatus.ended())), total=Count("pk"),
+            done=Sum("samples_done"), errored=Sum("samples_errored"),
+        )
+        sub.cells_done = totals["ended"]
+        sub.samples_done = totals["done"] or 0
+        sub.samples_errored = totals["errored"] or 0
+        fields = ["cells_done", "samples_done", "samples_errored"]
+        if sub.status == SubmissionStatus.RUNNING and totals["total"] and totals["ended"] == totals["total"]:
+            failed = list(sub.cells.filter(status=CellStatus.FAILED).select_related("task")[:10])
+            if failed:
+                sub.status = SubmissionStatus.FAILED
+                sub.failure_reason = "\n".join(f"{c.task.key} @ {c.length} tokens: {c.error}" for c in failed)
+            else:
+                sub.status = SubmissionStatus.COMPLETED
+            sub.finished_at = timezone.now()
+            sub.api_key_encrypted = ""
+            fields += ["status", "failure_reason", "finished_at", "api_key_encrypted"]
+            SubmissionEvent.objects.create(
+                submission=sub, action=EventAction.FAILED if failed else EventAction.COMPLETED,
+                note=sub.failure_reason[:2000] if failed else "",
+            )
+        sub.save(update_fields=fields)

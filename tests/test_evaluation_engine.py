@@ -1,0 +1,225 @@
+"""Endpoint submissions run end to end: probe, grid, cells on real workers, scores, faults, kill, cancel."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from kombu import Connection
+
+from evalworkers import runner
+from evalworkers.tasks import start_submission
+from leaderboard import moderation
+from leaderboard.models import CellStatus, SampleResult, Submission, SubmissionStatus
+from tests.conftest import wait_for
+from tests.factories import make_entry, make_submission, make_version
+from tests.fake_openai import FakeOpenAI, Fault
+from tests.needle_reader import expected_score, needle_reader
+
+KEY = "sk-engine-test-key-0042"
+FAST_RETRIES = {"EVAL_BACKOFF_BASE_S": "0.01", "EVAL_BACKOFF_CAP_S": "0.05", "EVAL_MAX_RETRIES": "3",
+                "EVAL_REQUEST_TIMEOUT_S": "2", "EVAL_DEADLINE_S": "6", "EVAL_BREAKER_THRESHOLD": "4",
+                "EVAL_PROBE_TIMEOUT_S": "5"}
+
+
+@pytest.fixture
+def fast_retries(settings):
+    for name, value in FAST_RETRIES.items():
+        setattr(settings, name, float(value) if "." in value else int(value))
+    return settings
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI(models=("fake-model",), api_key=KEY, answer=needle_reader(3), max_model_len=32768) as fake:
+        yield fake
+
+
+def submission_for(server: FakeOpenAI, *, samples: int = 4, lengths: tuple[int, ...] = (512, 1024),
+                   slug: str = "eng") -> Submission:
+    version = make_version(slug, publish=True, lengths=list(lengths), samples_per_cell=samples)
+    entry = make_entry(endpoint_url=server.base_url, api_model_name="fake-model")
+    return make_submission(version=version, model=entry, api_key=KEY)
+
+
+def run_inline(sub: Submission) -> Submission:
+    """The same runner the worker calls, in this process (for fault modes that need no queue)."""
+    for cell_id in runner.start(sub.pk):
+        runner.run_cell(cell_id)
+    return Submission.objects.get(pk=sub.pk)
+
+
+def assert_scores_match_the_model(sub: Submission) -> None:
+    for cell in sub.cells.all():
+        values = [r.expected[0] for r in cell.samples.order_by("index")]
+        assert len(values) == cell.samples_total
+        assert cell.score == pytest.approx(expected_score(values, 3))
+        assert cell.ci_low <= cell.score <= cell.ci_high
+
+
+# --- through the queue, on real workers ---------------------------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_completes_through_a_real_worker_with_the_expected_scores(
+        require_postgres, redis_url, start_worker, server) -> None:
+    sub = submission_for(server)
+    worker = start_worker(redis_url, extra_env=FAST_RETRIES)
+    with Connection(redis_url) as conn:
+        start_submission.apply_async(args=[sub.pk], connection=conn)
+    wait_for(lambda: Submission.objects.get(pk=sub.pk).status in SubmissionStatus.ended(), 120,
+             "the submission to end", worker.output)
+    sub.refresh_from_db()
+    assert sub.status == SubmissionStatus.COMPLETED, sub.failure_reason
+    assert sub.cells_done == sub.cells_total == 2 and sub.samples_done == 8 and sub.samples_errored == 0
+    assert sub.probe_result["ok"] and sub.probe_result["chars_per_token"]
+    assert not sub.has_api_key
+    assert_scores_match_the_model(sub)
+    assert all(r.prompt_tokens and r.latency_s is not None for r in SampleResult.objects.filter(cell__submission=sub))
+    assert KEY not in worker.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_cell_loses_nothing_and_scores_each_sample_once(
+        require_postgres, redis_url, start_worker, server) -> None:
+    server.latency_s = 0.25
+    sub = submission_for(server, samples=16, lengths=(512,))
+    env = {**FAST_RETRIES, "CELERY_VISIBILITY_TIMEOUT": "3", "EVAL_CONCURRENCY": "1"}
+    first = start_worker(redis_url, extra_env=env)
+    with Connection(redis_url) as conn:
+        start_submission.apply_async(args=[sub.pk], connection=conn)
+    wait_for(lambda: SampleResult.objects.filter(cell__submission=sub).count() >= 4, 60,
+             "a few samples before the kill", first.output)
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait(10)
+    killed_at = SampleResult.objects.filter(cell__submission=sub).count()
+    assert killed_at < 16
+    second = start_worker(redis_url, extra_env=env)
+    wait_for(lambda: Submission.objects.get(pk=sub.pk).status in SubmissionStatus.ended(), 120,
+             "another worker to finish the submission", second.output)
+    sub.refresh_from_db()
+    assert sub.status == SubmissionStatus.COMPLETED, sub.failure_reason
+    indices = sorted(SampleResult.objects.filter(cell__submission=sub).values_list("index", flat=True))
+    assert indices == list(range(16))
+    assert_scores_match_the_model(sub)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_stops_the_worker_within_a_couple_of_samples(
+        require_postgres, redis_url, start_worker, server) -> None:
+    server.latency_s = 0.3
+    sub = submission_for(server, samples=40, lengths=(512,))
+    worker = start_worker(redis_url, extra_env={**FAST_RETRIES, "EVAL_CONCURRENCY": "1"})
+    with Connection(redis_url) as conn:
+        start_submission.apply_async(args=[sub.pk], connection=conn)
+    wait_for(lambda: SampleResult.objects.filter(cell__submission=sub).count() >= 2, 60, "samples to start",
+             worker.output)
+    moderation.cancel(Submission.objects.get(pk=sub.pk), None)
+    at_cancel = SampleResult.objects.filter(cell__submission=sub).count()
+    calls_at_cancel = len(server.generation_requests)
+    wait_for(lambda: len(server.generation_requests) == calls_at_cancel
+             or len(server.generation_requests) > calls_at_cancel + 3, 10, "the worker to notice")
+    import time
+
+    time.sleep(2.0)
+    assert len(server.generation_requests) <= calls_at_cancel + 3
+    assert SampleResult.objects.filter(cell__submission=sub).count() <= at_cancel + 3
+    assert Submission.objects.get(pk=sub.pk).status == SubmissionStatus.CANCELLED
+
+
+# --- the same runner in-process: probe failures and fault modes -------------------------------------
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("setup", "words"),
+    [
+        (lambda s: setattr(s, "api_key", "sk-another-key"), "check that the API key is correct"),
+        (lambda s: setattr(s, "models", ["other-model"]), "other-model"),
+        (lambda s: setattr(s, "max_model_len", 600), "context"),
+    ],
+)
+def test_a_failed_probe_fails_the_submission_at_once_with_the_reason(server, fast_retries, setup, words) -> None:
+    setup(server)
+    sub = run_inline(submission_for(server))
+    assert sub.status == SubmissionStatus.FAILED
+    assert words.lower() in sub.failure_reason.lower()
+    assert not sub.cells.exists() and not sub.has_api_key
+    assert KEY not in sub.failure_reason
+
+
+@pytest.mark.django_db
+def test_an_unreachable_endpoint_fails_with_an_actionable_message(fast_retries) -> None:
+    version = make_version("down", publish=True)
+    sub = make_submission(version=version, model=make_entry(endpoint_url="http://127.0.0.1:9/v1"))
+    sub = run_inline(sub)
+    assert sub.status == SubmissionStatus.FAILED and "127.0.0.1:9" in sub.failure_reason
+
+
+@pytest.mark.django_db
+def test_429_with_retry_after_and_random_500s_are_retried_to_the_right_scores(server, fast_retries) -> None:
+    sub = submission_for(server)
+    runner.start(sub.pk)
+    server.fail_next(2, status=429, retry_after="0")
+    server.fail_next(3, status=500)
+    for cell in sub.cells.all():
+        runner.run_cell(cell.pk)
+    sub.refresh_from_db()
+    assert sub.status == SubmissionStatus.COMPLETED and sub.samples_errored == 0
+    assert_scores_match_the_model(sub)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(status=200, body="{not json"),
+        Fault(status=502, body="<html><body>Bad gateway</body></html>", content_type="text/html"),
+        Fault(delay_s=3.0),
+        Fault(status=200, body="x" * (10 * 1024 * 1024)),
+    ],
+    ids=["malformed-json", "html-error-page", "slow-past-timeout", "10mb-body"],
+)
+def test_a_sample_that_keeps_failing_is_an_error_not_a_wrong_answer(server, fast_retries, fault) -> None:
+    sub = submission_for(server, samples=4, lengths=(512,))
+    runner.start(sub.pk)
+    server.inject(fault, times=4 * 1)  # enough for every attempt of the first sample(s), then recovery
+    fast_retries.EVAL_CONCURRENCY = 1
+    runner.run_cell(sub.cells.get().pk)
+    cell = sub.cells.get()
+    errored = list(cell.samples.filter(score__isnull=True))
+    assert errored, "the fault should have cost at least one sample"
+    assert all(r.error for r in errored)
+    scored = list(cell.samples.filter(score__isnull=False))
+    assert cell.samples_errored == len(errored)
+    if scored:
+        assert cell.status == CellStatus.COMPLETED
+        assert cell.score == pytest.approx(expected_score([r.expected[0] for r in scored], 3))
+
+
+@pytest.mark.django_db
+def test_a_dead_endpoint_opens_the_breaker_and_fails_the_cell_with_the_reason(server, fast_retries) -> None:
+    sub = submission_for(server, samples=12, lengths=(512,))
+    runner.start(sub.pk)
+    server.inject(Fault(status=503), times=None)
+    runner.run_cell(sub.cells.get().pk)
+    cell = sub.cells.get()
+    sub.refresh_from_db()
+    assert cell.status == CellStatus.FAILED and "consecutive" in cell.error.lower()
+    assert cell.samples.count() < 12  # it stopped instead of hammering every sample
+    assert sub.status == SubmissionStatus.FAILED and "niah_0 @ 512 tokens" in sub.failure_reason
+
+
+@pytest.mark.django_db
+def test_rerunning_a_cell_skips_the_samples_already_stored(server, fast_retries) -> None:
+    sub = submission_for(server, samples=6, lengths=(512,))
+    runner.start(sub.pk)
+    cell = sub.cells.get()
+    runner.run_cell(cell.pk)
+    calls = len(server.generation_requests)
+    # As after a worker crash: two samples missing, the cell and its submission still running.
+    SampleResult.objects.filter(cell=cell, index__in=[1, 4]).delete()
+    type(cell).objects.filter(pk=cell.pk).update(status=CellStatus.RUNNING)
+    Submission.objects.filter(pk=sub.pk).update(status=SubmissionStatus.RUNNING)
+    runner.run_cell(cell.pk)
+    assert len(server.generation_requests) == calls + 2
+    assert sorted(cell.samples.values_list("index", flat=True)) == list(range(6))
