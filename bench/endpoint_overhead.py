@@ -231,9 +231,10 @@ def bench(args: argparse.Namespace, server: Endpoint, settings: Any, connection:
                                   method="bench-scratch", budget=1.0, samples_total=n,
                                   status=CellStatus.RUNNING)
     t0 = time.perf_counter()
-    for done, outcome in enumerate(outcomes, start=1):  # what run_cell's on_outcome writes per sample
-        runner._store(scratch, outcome)
-        Cell.objects.filter(pk=scratch.pk).update(samples_done=done, samples_errored=0)
+    step = runner.FLUSH_EVERY_SAMPLES  # what run_cell's flush writes, one batch at a time
+    for start in range(0, len(outcomes), step):
+        runner._store(scratch, outcomes[start:start + step])
+        Cell.objects.filter(pk=scratch.pk).update(samples_done=min(start + step, n), samples_errored=0)
     store_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     runner.finish_cell(scratch.pk)

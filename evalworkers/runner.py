@@ -33,7 +33,8 @@ from leaderboard.models import (
 
 log = logging.getLogger(__name__)
 DEFAULT_CHARS_PER_TOKEN = 4.0
-CANCEL_CHECK_EVERY_S = 0.5
+FLUSH_EVERY_S = 0.5  # results are written, and cancellation checked, at least this often...
+FLUSH_EVERY_SAMPLES = 32  # ...or every this many samples
 
 
 class SubmissionNotRunnable(Exception):
@@ -143,14 +144,13 @@ def _counter(sub: Submission) -> CalibratedCounter:
     return CalibratedCounter(float(ratio))
 
 
-def _store(cell: Cell, outcome: SampleOutcome) -> None:
+def _store(cell: Cell, outcomes: list[SampleOutcome]) -> None:
     SampleResult.objects.bulk_create(
         [SampleResult(
-            cell=cell, index=outcome.index, prediction=outcome.prediction, expected=outcome.expected,
-            score=outcome.score, error=outcome.error, prompt_tokens=outcome.prompt_tokens,
-            output_tokens=outcome.output_tokens, latency_s=outcome.latency_s, ttft_s=outcome.ttft_s,
-            metadata={**outcome.metadata, "target_prompt_tokens": outcome.target_prompt_tokens},
-        )],
+            cell=cell, index=o.index, prediction=o.prediction, expected=o.expected, score=o.score, error=o.error,
+            prompt_tokens=o.prompt_tokens, output_tokens=o.output_tokens, latency_s=o.latency_s, ttft_s=o.ttft_s,
+            metadata={**o.metadata, "target_prompt_tokens": o.target_prompt_tokens},
+        ) for o in outcomes],
         update_conflicts=True, unique_fields=["cell", "index"],
         update_fields=["prediction", "expected", "score", "error", "prompt_tokens", "output_tokens", "latency_s",
                        "ttft_s", "metadata"],
@@ -178,19 +178,27 @@ def run_cell(cell_id: int) -> None:
     stop = threading.Event()
     done = set(cell.samples.values_list("index", flat=True))
     todo = [i for i in range(cell.samples_total) if i not in done]
-    progress = {"done": len(done), "errored": cell.samples.filter(score__isnull=True).count(), "checked": 0.0}
+    progress = {"done": len(done), "errored": cell.samples.filter(score__isnull=True).count(), "flushed": 0.0}
+    pending: list[SampleOutcome] = []
+
+    def flush() -> None:
+        """One upsert and one progress update per batch; a crash loses at most one unflushed batch,
+        whose samples are simply re-run by the next delivery."""
+        if pending:
+            _store(cell, pending)
+            progress["done"] += len(pending)
+            progress["errored"] += sum(o.score is None for o in pending)
+            pending.clear()
+            Cell.objects.filter(pk=cell.pk).update(samples_done=min(progress["done"], cell.samples_total),
+                                                   samples_errored=progress["errored"])
+        progress["flushed"] = time.monotonic()
+        if not Submission.objects.filter(pk=sub.pk, status=SubmissionStatus.RUNNING).exists():
+            stop.set()
 
     def on_outcome(outcome: SampleOutcome) -> None:
-        _store(cell, outcome)
-        progress["done"] += 1
-        progress["errored"] += outcome.score is None
-        Cell.objects.filter(pk=cell.pk).update(samples_done=min(progress["done"], cell.samples_total),
-                                               samples_errored=progress["errored"])
-        now = time.monotonic()
-        if now - progress["checked"] >= CANCEL_CHECK_EVERY_S:
-            progress["checked"] = now
-            if not Submission.objects.filter(pk=sub.pk, status=SubmissionStatus.RUNNING).exists():
-                stop.set()
+        pending.append(outcome)
+        if len(pending) >= FLUSH_EVERY_SAMPLES or time.monotonic() - progress["flushed"] >= FLUSH_EVERY_S:
+            flush()
 
     error = ""
     try:
@@ -204,6 +212,11 @@ def run_cell(cell_id: int) -> None:
     except Exception as exc:  # never leave a cell running forever; the traceback goes to the worker log
         log.exception("cell %s failed", cell.pk)
         error = f"internal error: {type(exc).__name__}"
+    try:
+        flush()  # keep what was answered, also when the cell stopped early
+    except Exception:
+        log.exception("cell %s: could not store its last results", cell.pk)
+        error = error or "could not store the last results; they will be re-run"
     if breaker.is_open:
         error = breaker.message()
     finish_cell(cell.pk, error=error, cancelled=stop.is_set() and not error)
