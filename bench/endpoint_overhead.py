@@ -1,7 +1,7 @@
 """How close the evaluation engine gets to the raw HTTP ceiling of an instant-answer endpoint.
 
 Runs N samples (default 2,000) at concurrency C (default 32) through the real engine (``runner.run_cell``:
-sample generation, the endpoint backend, scoring, one SampleResult upsert per sample, the cell summary) against
+sample generation, the endpoint backend, scoring, batched SampleResult upserts, the cell summary) against
 a local instant-answer server (tests/fake_openai.py, in a process of its own so it does not compete for this
 process's GIL), and in the same run fires the very same request bodies
 with a bare ``httpx.Client`` + ``ThreadPoolExecutor(C)`` (no DB, no scoring, bodies built before timing): the

@@ -16,8 +16,6 @@ from evalworkers.backends.probe import prompt_token_mismatch
 from evalworkers.benchmark import RenderOptions, Sample, TokenCounter, generate_sample, score
 from evalworkers.stats import bootstrap_seed, mean_ci
 
-NOT_RUN = "cancelled"
-
 
 @dataclass(frozen=True)
 class CellSpec:

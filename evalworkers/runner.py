@@ -41,15 +41,21 @@ class SubmissionNotRunnable(Exception):
     """The submission cannot start; the message is shown to the submitter."""
 
 
+def engine_config(*, base_url: str, model: str, api_mode: str, api_key: str | None) -> EndpointConfig:
+    """An endpoint under this deployment's EVAL_* settings (timeouts, retries, concurrency)."""
+    return EndpointConfig(
+        base_url=base_url, model=model, api_mode=api_mode, api_key=api_key, stream=settings.EVAL_STREAM,
+        request_timeout_s=settings.EVAL_REQUEST_TIMEOUT_S, deadline_s=settings.EVAL_DEADLINE_S,
+        max_retries=settings.EVAL_MAX_RETRIES, backoff_base_s=settings.EVAL_BACKOFF_BASE_S,
+        backoff_cap_s=settings.EVAL_BACKOFF_CAP_S, concurrency=settings.EVAL_CONCURRENCY,
+        per_host_limit=settings.EVAL_PER_HOST_LIMIT,
+    )
+
+
 def endpoint_config(sub: Submission) -> EndpointConfig:
     entry = sub.model
-    return EndpointConfig(
-        base_url=entry.endpoint_url, model=entry.api_model_name, api_mode=entry.api_mode,
-        api_key=sub.get_api_key(), stream=settings.EVAL_STREAM, request_timeout_s=settings.EVAL_REQUEST_TIMEOUT_S,
-        deadline_s=settings.EVAL_DEADLINE_S, max_retries=settings.EVAL_MAX_RETRIES,
-        backoff_base_s=settings.EVAL_BACKOFF_BASE_S, backoff_cap_s=settings.EVAL_BACKOFF_CAP_S,
-        concurrency=settings.EVAL_CONCURRENCY, per_host_limit=settings.EVAL_PER_HOST_LIMIT,
-    )
+    return engine_config(base_url=entry.endpoint_url, model=entry.api_model_name, api_mode=entry.api_mode,
+                         api_key=sub.get_api_key())
 
 
 def grid_points(sub: Submission) -> list[tuple[str, float]]:
@@ -225,7 +231,9 @@ def run_cell(cell_id: int) -> None:
 def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> None:
     with transaction.atomic():
         cell = Cell.objects.select_for_update().select_related("submission").get(pk=cell_id)
-        if cell.status in CellStatus.ended():
+        # A cell cancelled from outside (moderation.cancel) still gets its counters and score for what it did.
+        cancelled_before = cell.status == CellStatus.CANCELLED
+        if cell.status in CellStatus.ended() and not cancelled_before:
             return
         rows = list(cell.samples.all())
         outcomes = [
@@ -243,10 +251,11 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> No
         cell.prompt_tokens_mean = summary.prompt_tokens_mean
         cell.prompt_token_mismatch = summary.prompt_token_mismatch
         cell.ttft_s, cell.decode_tokens_per_s = summary.ttft_s, summary.decode_tokens_per_s
-        if error:
-            cell.status, cell.error = CellStatus.FAILED, error
-        elif cancelled or cell.submission.status == SubmissionStatus.CANCELLED:
+        if cancelled_before or (
+                not error and (cancelled or cell.submission.status == SubmissionStatus.CANCELLED)):
             cell.status = CellStatus.CANCELLED
+        elif error:
+            cell.status, cell.error = CellStatus.FAILED, error
         elif summary.n == 0:
             cell.status = CellStatus.FAILED
             cell.error = f"every sample errored ({summary.errors}); last reason: {summary.top_error}"

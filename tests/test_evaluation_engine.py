@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from kombu import Connection
@@ -117,11 +118,7 @@ def test_cancelling_stops_the_worker_within_a_couple_of_samples(
     moderation.cancel(Submission.objects.get(pk=sub.pk), None)
     at_cancel = SampleResult.objects.filter(cell__submission=sub).count()
     calls_at_cancel = len(server.generation_requests)
-    wait_for(lambda: len(server.generation_requests) == calls_at_cancel
-             or len(server.generation_requests) > calls_at_cancel + 3, 10, "the worker to notice")
-    import time
-
-    time.sleep(2.0)
+    time.sleep(2.0)  # at 0.3 s a sample, an ignored cancel would send ~6 more requests in this time
     assert len(server.generation_requests) <= calls_at_cancel + 3
     assert SampleResult.objects.filter(cell__submission=sub).count() <= at_cancel + 3
     assert Submission.objects.get(pk=sub.pk).status == SubmissionStatus.CANCELLED

@@ -124,6 +124,18 @@ class EndpointConfig:
             raise ValueError("concurrency and per_host_limit must be at least 1")
         self.retry_policy()  # validates retry numbers
 
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body this endpoint gets for ``request`` (raises ValueError for an unsendable request)."""
+        return build_body(
+            request,
+            model=self.model,
+            api_mode=self.api_mode,
+            stream=self.stream,
+            stream_usage=self.stream_usage,
+            max_tokens_field=self.max_tokens_field,
+            extra_body=self.extra_body,
+        )
+
     def __repr__(self) -> str:
         shown = []
         for f in fields(self):
@@ -262,15 +274,7 @@ class EndpointBackend:
         config = self.config
         deadline = Deadline(config.deadline_s)
         try:
-            body = build_body(
-                request,
-                model=config.model,
-                api_mode=config.api_mode,
-                stream=config.stream,
-                stream_usage=config.stream_usage,
-                max_tokens_field=config.max_tokens_field,
-                extra_body=config.extra_body,
-            )
+            body = config.body(request)
         except ValueError as exc:
             return self._fail(str(exc), 0, deadline, breaker)
 

@@ -18,7 +18,7 @@ import httpx
 from evalworkers.backends.base import GenerationRequest
 from evalworkers.backends.endpoint import Attempt, EndpointBackend, EndpointConfig, redact
 from evalworkers.backends.retry import Deadline
-from evalworkers.backends.wire import build_body, context_length, mentions_unknown_model, model_entries, route
+from evalworkers.backends.wire import context_length, mentions_unknown_model, model_entries, route
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +186,7 @@ class _Prober:
             if config.api_mode == "chat"
             else GenerationRequest(prompt=prompt, max_new_tokens=16)
         )
-        body = build_body(
-            request,
-            model=config.model,
-            api_mode=config.api_mode,
-            stream=config.stream,
-            stream_usage=config.stream_usage,
-            max_tokens_field=config.max_tokens_field,
-            extra_body=config.extra_body,
-        )
+        body = config.body(request)
         return self.backend.send_once(
             route(config.api_mode), body, deadline=Deadline(self.timeout_s), stream=config.stream
         )

@@ -30,6 +30,24 @@ class TooShort(Exception):
         super().__init__(f"needs at least {needed} context tokens")
 
 
+def largest_fitting(cost: Callable[[int], int], budget: int, *, low: int = 0, high: int | None = None) -> int:
+    """The largest n >= low with cost(n) <= budget, for a cost that grows with n (cost(low) must fit).
+
+    Without ``high`` the upper bound is found by doubling, so the caller need not guess one.
+    """
+    if high is None:
+        high = max(low + 1, 16)
+        while cost(high) <= budget:
+            low, high = high, high * 2
+    while low < high:
+        mid = (low + high + 1) // 2
+        if cost(mid) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 @dataclass(frozen=True)
 class BuiltContext:
     text: str
@@ -122,23 +140,31 @@ class HaystackBuilder:
     def _cost(self, n: int) -> int:
         return self._stream.prefix[n] + self._insert_tokens + self._labels_upto(n + len(self._inserts))
 
+    def _position(self, depth_percent: float, n: int, tail_tokens: int) -> int:
+        """The unit boundary nearest to ``depth_percent`` of the haystack's tokens (RULER places by token depth;
+        counting units instead drifts when their lengths vary)."""
+        prefix = self._stream.prefix
+        want = depth_percent / 100.0 * (prefix[n] + tail_tokens)
+        k = min(bisect.bisect_left(prefix, want, 0, n + 1), n)
+        return k - 1 if k > 0 and want - prefix[k - 1] < prefix[k] - want else k
+
     def build(self, budget: int) -> BuiltContext:
         m = len(self._inserts)
         if self.minimum_tokens() > budget:
             raise TooShort(self.minimum_tokens())
         n = self._stream.fit(budget - self._insert_tokens)
         if self._label is not None:
-            lo, hi = 0, n  # the label costs grow with n: bisect on the full cost
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if self._cost(mid) <= budget:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            n = lo
+            n = largest_fitting(self._cost, budget, high=n)  # the label costs grow with n
         used = self._cost(n)
+        tail, tail_tokens = "", 0
+        if self._tail and budget - used > 0:
+            label = self._label(n + m + 1) if self._label is not None else ""
+            label_tokens = self._counter.count_many([label])[0] if label else 0
+            text, text_tokens = word_prefix(self._counter, self._stream.units[n], budget - used - label_tokens)
+            if text.strip():
+                tail, tail_tokens = label + text, text_tokens + label_tokens
         order = sorted(range(m), key=lambda j: (self._inserts[j].depth_percent, j))
-        positions = {j: round(self._inserts[j].depth_percent / 100.0 * n) for j in order}
+        positions = {j: self._position(self._inserts[j].depth_percent, n, tail_tokens) for j in order}
         pieces: list[str] = []
         starts: dict[int, int] = {}
         offset = 0
@@ -174,16 +200,8 @@ class HaystackBuilder:
                 add(ins.text)
         for u in units[cursor:n]:
             add_labelled(u)
-        tail_tokens = 0
-        if self._tail and budget - used > 0:
-            label = self._label(number + 1) if self._label is not None else ""
-            label_tokens = self._counter.count_many([label])[0] if label else 0
-            text, tail_tokens = word_prefix(self._counter, units[n], budget - used - label_tokens)
-            if text.strip():
-                add(label + text)
-                tail_tokens += label_tokens
-            else:
-                tail_tokens = 0
+        if tail:
+            add(tail)
         raw = "".join(pieces)
         context = raw.lstrip()
         shift = len(raw) - len(context)

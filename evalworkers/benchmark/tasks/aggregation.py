@@ -12,7 +12,7 @@ from ..lexicon import english_words, pseudo_word
 from ..params import Param
 from ..plan import Plan, TaskContext, TaskType
 from ..rng import Rng
-from ..sizing import BuiltContext, TooShort
+from ..sizing import BuiltContext, TooShort, largest_fitting
 from ..tokens import TokenCounter
 
 
@@ -81,18 +81,7 @@ class CommonWordsBuilder:
     def build(self, budget: int) -> BuiltContext:
         if self.minimum_tokens() > budget:
             raise TooShort(self.minimum_tokens())
-        per_item = max(1, self._cost(0, 0) // (self.num_cw * self.freq_cw))
-        hi = budget // (per_item * self.freq_ucw) + 2
-        lo = 0
-        while self._cost(hi, 0) <= budget:
-            lo, hi = hi, hi * 2
-        while lo < hi:  # largest count of uncommon words that fits
-            mid = (lo + hi + 1) // 2
-            if self._cost(mid, 0) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        uncommon = lo
+        uncommon = largest_fitting(lambda k: self._cost(k, 0), budget)  # largest count of uncommon words
         singles = 0
         while self._cost(uncommon, singles + 1) <= budget:
             singles += 1
@@ -181,16 +170,7 @@ class FrequentWordsBuilder:
         return self._cost(n)
 
     def build(self, budget: int) -> BuiltContext:
-        lo, hi = 0, 16
-        while self._cost(hi) <= budget:
-            lo, hi = hi, hi * 2
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._cost(mid) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        n = lo
+        n = largest_fitting(self._cost, budget)
         if not self._valid(n):
             raise TooShort(self.minimum_tokens())
         counts = self.counts(n)

@@ -75,9 +75,11 @@ class World:
     def near_duplicate(self, name: str) -> str:
         """The same name with one vowel of its longest word changed (e.g. Ada Lindgren -> Ada Lindgran)."""
         parts = name.split(" ")
-        w = max(range(len(parts)), key=lambda i: (len(parts[i]), -i))
+        # The longest word that has a vowel (a generated word may have none, e.g. "Brynn"); else the longest.
+        by_length = sorted(range(len(parts)), key=lambda i: (-len(parts[i]), i))
+        w = next((i for i in by_length if any(ch in VOWELS for ch in parts[i])), by_length[0])
         word = parts[w]
-        spots = [i for i, ch in enumerate(word) if ch in VOWELS]
+        spots = [i for i, ch in enumerate(word) if ch in VOWELS] or list(range(1, len(word))) or [0]
         for _ in range(1000):
             i = self.rng.choice(spots)
             vowel = self.rng.choice([v for v in VOWELS if v != word[i]])

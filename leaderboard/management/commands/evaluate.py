@@ -8,10 +8,10 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from evalworkers.backends import CircuitBreaker, EndpointBackend, EndpointConfig, probe
+from evalworkers.backends import CircuitBreaker, EndpointBackend, probe
 from evalworkers.benchmark import CalibratedCounter, RenderOptions
 from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
-from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN
+from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN, engine_config
 from leaderboard.models import BenchmarkVersion
 
 
@@ -68,13 +68,8 @@ class Command(BaseCommand):
             if not api_key:
                 raise CommandError(f"--api-key-env: the environment variable {opts['api_key_env']} is not set.")
         try:
-            config = EndpointConfig(
-                base_url=str(opts["endpoint"]), model=str(opts["model"]), api_mode=str(opts["mode"]),
-                api_key=api_key, stream=settings.EVAL_STREAM, request_timeout_s=settings.EVAL_REQUEST_TIMEOUT_S,
-                deadline_s=settings.EVAL_DEADLINE_S, max_retries=settings.EVAL_MAX_RETRIES,
-                backoff_base_s=settings.EVAL_BACKOFF_BASE_S, backoff_cap_s=settings.EVAL_BACKOFF_CAP_S,
-                concurrency=settings.EVAL_CONCURRENCY,
-            )
+            config = engine_config(base_url=str(opts["endpoint"]), model=str(opts["model"]),
+                                   api_mode=str(opts["mode"]), api_key=api_key)
         except ValueError as exc:
             raise CommandError(f"--endpoint/--model: {exc}.") from None
 
