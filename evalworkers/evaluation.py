@@ -5,6 +5,7 @@ The runner (evalworkers/runner.py) persists what this returns; `manage.py evalua
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -88,8 +89,15 @@ def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, in
                      on_outcome: Callable[[SampleOutcome], None] | None = None) -> list[SampleOutcome]:
     """Generate and score the given sample indices; samples skipped by `stop` or an open breaker are dropped."""
     indices = list(indices)
-    samples = [spec.sample(i, counter) for i in indices]
+    if indices:
+        spec.sample(indices[0], counter)  # a spec that cannot build samples fails here, before any request
+    samples: dict[int, Sample] = {}
     outcomes: list[SampleOutcome] = []
+
+    def build(position: int) -> GenerationRequest:
+        # Runs on a request thread, so that building samples overlaps the network time of the others.
+        samples[position] = sample = spec.sample(indices[position], counter)
+        return spec.request(sample)
 
     def collect(position: int, result: GenerationResult) -> None:
         if result.attempts == 0 and result.error is not None:
@@ -99,8 +107,8 @@ def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, in
         if on_outcome is not None:
             on_outcome(outcome)
 
-    generate_many(backend, [spec.request(s) for s in samples], concurrency=concurrency, breaker=breaker,
-                  on_result=collect, stop=stop)
+    builders = [functools.partial(build, position) for position in range(len(indices))]
+    generate_many(backend, builders, concurrency=concurrency, breaker=breaker, on_result=collect, stop=stop)
     return sorted(outcomes, key=lambda o: o.index)
 
 

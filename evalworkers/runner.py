@@ -34,7 +34,7 @@ from leaderboard.models import (
 log = logging.getLogger(__name__)
 DEFAULT_CHARS_PER_TOKEN = 4.0
 FLUSH_EVERY_S = 0.5  # results are written, and cancellation checked, at least this often...
-FLUSH_EVERY_SAMPLES = 32  # ...or every this many samples
+FLUSH_EVERY_SAMPLES = 128  # ...or every this many samples
 
 
 class SubmissionNotRunnable(Exception):
@@ -235,17 +235,18 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> No
         cancelled_before = cell.status == CellStatus.CANCELLED
         if cell.status in CellStatus.ended() and not cancelled_before:
             return
-        rows = list(cell.samples.all())
+        # Only the columns the summary reads: predictions, prompts' metadata and answers stay in the database.
+        rows = cell.samples.values_list("index", "score", "error", "metadata__target_prompt_tokens",
+                                        "prompt_tokens", "output_tokens", "latency_s", "ttft_s")
         outcomes = [
-            SampleOutcome(index=r.index, prediction=r.prediction, expected=r.expected, score=r.score, error=r.error,
-                          target_prompt_tokens=r.metadata.get("target_prompt_tokens", 0),
-                          prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, latency_s=r.latency_s or 0.0,
-                          ttft_s=r.ttft_s, metadata={})
-            for r in rows
+            SampleOutcome(index=index, prediction="", expected=[], score=score, error=error,
+                          target_prompt_tokens=target or 0, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                          latency_s=latency_s or 0.0, ttft_s=ttft_s, metadata={})
+            for index, score, error, target, prompt_tokens, output_tokens, latency_s, ttft_s in rows
         ]
         summary = summarize(outcomes, seed_parts=(cell.submission_id, cell.task_id, cell.length, cell.method,
                                                   cell.budget))
-        cell.samples_done = min(len(rows), cell.samples_total)
+        cell.samples_done = min(len(outcomes), cell.samples_total)
         cell.samples_errored = summary.errors
         cell.score, cell.ci_low, cell.ci_high = summary.score, summary.ci_low, summary.ci_high
         cell.prompt_tokens_mean = summary.prompt_tokens_mean

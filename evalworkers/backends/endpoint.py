@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from evalworkers.backends.base import GenerationRequest, GenerationResult
-from evalworkers.backends.concurrency import generate_many
+from evalworkers.backends.concurrency import RequestOrBuilder, generate_many
 from evalworkers.backends.limits import host_key, host_semaphore
 from evalworkers.backends.retry import (
     CircuitBreaker,
@@ -315,7 +315,7 @@ class EndpointBackend:
 
     def generate_many(
         self,
-        requests: Sequence[GenerationRequest],
+        requests: Sequence[RequestOrBuilder],
         concurrency: int | None = None,
         *,
         breaker: CircuitBreaker | None = None,
