@@ -3,6 +3,8 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.installed
 REQS := requirements.txt requirements-dev.txt requirements-gpu.txt
+# Fictional results (organisation "Demo data") fill the leaderboard until real evaluations do; 0 turns them off.
+DEMO_MODELS ?= 24
 
 .PHONY: run test lint install migrate seed clean
 
@@ -21,6 +23,7 @@ migrate: install
 seed: migrate
 	$(PY) manage.py seed_versions
 	$(PY) manage.py ensure_demo_admin
+	if [ "$(DEMO_MODELS)" -gt 0 ]; then $(PY) manage.py generate_demo_results --count $(DEMO_MODELS) --samples-per-cell 5; fi
 
 run: seed
 	$(PY) manage.py collectstatic --noinput -v 0

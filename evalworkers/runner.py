@@ -20,6 +20,7 @@ from django.utils import timezone
 from evalworkers.backends import CircuitBreaker, EndpointBackend, EndpointConfig, probe
 from evalworkers.benchmark import CalibratedCounter, RenderOptions, SpecError
 from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
+from leaderboard import rows
 from leaderboard.models import (
     Cell,
     CellStatus,
@@ -236,13 +237,13 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> No
         if cell.status in CellStatus.ended() and not cancelled_before:
             return
         # Only the columns the summary reads: predictions, prompts' metadata and answers stay in the database.
-        rows = cell.samples.values_list("index", "score", "error", "metadata__target_prompt_tokens",
+        stored = cell.samples.values_list("index", "score", "error", "metadata__target_prompt_tokens",
                                         "prompt_tokens", "output_tokens", "latency_s", "ttft_s")
         outcomes = [
             SampleOutcome(index=index, prediction="", expected=[], score=score, error=error,
                           target_prompt_tokens=target or 0, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                           latency_s=latency_s or 0.0, ttft_s=ttft_s, metadata={})
-            for index, score, error, target, prompt_tokens, output_tokens, latency_s, ttft_s in rows
+            for index, score, error, target, prompt_tokens, output_tokens, latency_s, ttft_s in stored
         ]
         summary = summarize(outcomes, seed_parts=(cell.submission_id, cell.task_id, cell.length, cell.method,
                                                   cell.budget))
@@ -293,3 +294,6 @@ def finish_submission_if_done(sub_id: int) -> None:
                 note=sub.failure_reason[:2000] if failed else "",
             )
         sub.save(update_fields=fields)
+        if sub.status == SubmissionStatus.COMPLETED:
+            submission_id = sub.pk
+            transaction.on_commit(lambda: rows.recompute(submission_id))

@@ -9,11 +9,14 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from leaderboard import moderation, versioning
+from leaderboard import importing, moderation, versioning
 from leaderboard.models import (
     BenchmarkVersion,
     Cell,
@@ -125,6 +128,40 @@ class SubmissionEventInline(admin.TabularInline):
         return False
 
 
+class ImportResultsForm(forms.Form):
+    version = forms.ModelChoiceField(queryset=BenchmarkVersion.objects.browsable(), empty_label=None)
+    file = forms.FileField(help_text="lm-evaluation-harness results (.json) or a CSV with model,task,length,score.")
+    model = forms.CharField(max_length=120, required=False, help_text="Model name (for a .json file).")
+    organisation = forms.CharField(max_length=120, required=False)
+    source = forms.CharField(max_length=500, required=False, help_text="Where the numbers come from.")
+
+    MAX_BYTES = 5 * 1024 * 1024
+
+    def clean(self) -> dict:
+        data = super().clean()
+        upload, version = data.get("file"), data.get("version")
+        if upload is None or version is None:
+            return data
+        if upload.size > self.MAX_BYTES:
+            raise ValidationError("The file is larger than 5 MB.")
+        name = upload.name.lower()
+        try:
+            text = upload.read().decode("utf-8")
+            if name.endswith(".json"):
+                if not data.get("model"):
+                    raise ValidationError("Give the model's name for an lm-evaluation-harness file.")
+                data["models"] = [importing.parse_lm_eval(text, version, data["model"])]
+            elif name.endswith(".csv"):
+                data["models"] = importing.parse_csv(text, version)
+            else:
+                raise ValidationError("Upload a .json (lm-evaluation-harness) or .csv file.")
+        except UnicodeDecodeError:
+            raise ValidationError("The file is not UTF-8 text.") from None
+        except importing.ImportFileError as exc:
+            raise ValidationError(f"{exc} Nothing was imported.") from None
+        return data
+
+
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
     list_display = ("id", "model", "version", "status", "visibility", "progress", "run_number", "submitter",
@@ -139,6 +176,26 @@ class SubmissionAdmin(admin.ModelAdmin):
               "is_baseline", *readonly_fields)
     inlines = (SubmissionEventInline,)
     actions = ("approve", "cancel", "rerun", "hide", "flag")
+    change_list_template = "admin/leaderboard/submission/change_list.html"
+
+    def get_urls(self) -> list:
+        extra = [path("import/", self.admin_site.admin_view(self.import_results), name="leaderboard_import")]
+        return extra + super().get_urls()
+
+    def import_results(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportResultsForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            subs = importing.save(data["models"], data["version"], organisation=data["organisation"],
+                                  source=data["source"])
+            self.message_user(request, f"Imported {len(subs)} reported model(s) into {data['version'].slug}.",
+                              messages.SUCCESS)
+            return redirect("admin:leaderboard_submission_changelist")
+        context = {**self.admin_site.each_context(request), "form": form, "title": "Import reported results",
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/leaderboard/import_results.html", context)
 
     @admin.display(description="progress")
     def progress(self, obj: Submission) -> str:

@@ -8,3 +8,4 @@ class LeaderboardConfig(AppConfig):
     def ready(self) -> None:
         # Connect the Celery signal handlers that keep TaskRecord current, in web and workers alike.
         from evalworkers import signals  # noqa: F401
+        from leaderboard import rows  # noqa: F401  (its signal receiver keeps cached pages honest)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evalworkers.celery import app as celery_app
+from leaderboard import rows
 from leaderboard.models import (
     Cell,
     CellStatus,
@@ -110,6 +111,7 @@ def rerun(sub: Submission, actor: AbstractBaseUser | None) -> Submission:
     sub.queued_at = timezone.now()
     sub.started_at = sub.finished_at = None
     sub.save()
+    rows.recompute(sub.pk)  # a queued submission has no leaderboard rows until the new run completes
     _log(sub, actor, EventAction.RERUN, f"run {sub.run_number}")
     enqueue_start(sub)
     return sub
@@ -125,6 +127,7 @@ def set_visibility(sub: Submission, actor: AbstractBaseUser | None, visibility: 
     sub.visibility = visibility
     sub.public_note = note if visibility == Visibility.FLAGGED else sub.public_note
     sub.save(update_fields=["visibility", "public_note"])
+    rows.refresh_visibility(sub.pk)
     action = {Visibility.HIDDEN: EventAction.HIDDEN, Visibility.FLAGGED: EventAction.FLAGGED,
               Visibility.PUBLIC: EventAction.SHOWN}[visibility]
     _log(sub, actor, action, note)

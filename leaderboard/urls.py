@@ -1,12 +1,22 @@
 from django.urls import path
 
-from leaderboard import views
+from leaderboard import api, views
 
 app_name = "leaderboard"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("leaderboard.csv", api.leaderboard_csv, name="leaderboard-csv"),
+    path("models/<int:submission_id>/", views.model_detail, name="model"),
+    path("models/<int:submission_id>/samples.csv", api.samples_csv, name="samples-csv"),
+    path("compare/", views.compare, name="compare"),
+    path("versions/", views.versions, name="versions"),
     path("versions/<slug:slug>/", views.version_detail, name="version"),
+    path("status/", views.status, name="status"),
     path("status/workers.json", views.workers_status, name="workers-status"),
     path("healthz", views.healthz, name="healthz"),
+    path("api/v1/versions", api.versions, name="api-versions"),
+    path("api/v1/leaderboard", api.leaderboard, name="api-leaderboard"),
+    path("api/v1/submissions/<int:submission_id>", api.submission, name="api-submission"),
+    path("api/v1/openapi.json", api.openapi, name="api-openapi"),
 ]

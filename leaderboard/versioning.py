@@ -125,3 +125,22 @@ def clone(version: BenchmarkVersion, slug: str | None = None) -> BenchmarkVersio
 
 def default_version() -> BenchmarkVersion | None:
     return BenchmarkVersion.objects.filter(is_default=True).first()
+
+
+def changelog(version: BenchmarkVersion) -> list[str]:
+    """What changed from the version it was cloned from, in plain sentences (for the version page)."""
+    parent = version.cloned_from
+    if parent is None:
+        return []
+    old, new = spec_of(parent), spec_of(version)
+    lines: list[str] = []
+    for name in ("seed", "lengths", "samples_per_cell", "effective_length_threshold", "kv_methods", "kv_budgets",
+                 "params"):
+        if old[name] != new[name]:
+            lines.append(f"{name.replace('_', ' ')}: {old[name]} -> {new[name]}")
+    before = {t["key"]: t for t in old["tasks"]}
+    after = {t["key"]: t for t in new["tasks"]}
+    lines += [f"task added: {key}" for key in sorted(after.keys() - before.keys())]
+    lines += [f"task removed: {key}" for key in sorted(before.keys() - after.keys())]
+    lines += [f"task changed: {key}" for key in sorted(before.keys() & after.keys()) if before[key] != after[key]]
+    return lines

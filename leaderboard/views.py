@@ -1,17 +1,31 @@
-"""Plain typed views that build an explicit context (the leaderboard table itself comes with issue 6)."""
+"""Plain typed views that build an explicit context; the numbers come from the cached leaderboard rows."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from leaderboard.models import BenchmarkVersion, Submission, TaskRecord, Visibility, WorkerHeartbeat
+from leaderboard import board, charts, efficiency, pagecache, samples, versioning
+from leaderboard.models import (
+    BenchmarkVersion,
+    CellStatus,
+    LeaderboardRow,
+    Submission,
+    SubmissionStatus,
+    TaskCategory,
+    TaskRecord,
+    Visibility,
+    WorkerHeartbeat,
+)
 
 HEARTBEAT_FRESH = timedelta(minutes=2)
+SAMPLES_PER_PAGE = 25
+BOARD_PAGE_SIZE = 100
 
 
 def _workers() -> list[dict]:
@@ -23,23 +37,146 @@ def _workers() -> list[dict]:
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    versions = BenchmarkVersion.objects.browsable().prefetch_related("tasks")
-    submissions = (
-        Submission.objects.filter(visibility__in=[Visibility.PUBLIC, Visibility.FLAGGED])
-        .select_related("model", "version")[:20]
+    filters = board.BoardFilters.from_query(request.GET)
+    stamp = board.version_stamp(filters.version)
+    if stamp is None:
+        ctx = {"filters": filters, "versions": BenchmarkVersion.objects.browsable(), "version": None}
+        return render(request, "leaderboard/index.html", ctx, status=404 if filters.version else 200)
+    return pagecache.cached_page(request, stamp, lambda: _index(request, filters, stamp[0]))
+
+
+def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -> HttpResponse:
+    version = BenchmarkVersion.objects.get(pk=version_id)
+    ctx: dict = {"filters": filters, "versions": BenchmarkVersion.objects.browsable(), "version": version}
+    rows = board.cached_build(version, filters)
+    lengths = list(version.lengths)
+    curves = board.curve_rows(rows, filters.selected)
+    page = Paginator(rows, BOARD_PAGE_SIZE).get_page(request.GET.get("page"))
+    figure = (charts.degradation_figure(curves, lengths, version.effective_length_threshold) if curves
+              else charts.empty_figure("No completed submissions match these filters yet."))
+    all_rows = board.visible_rows(version)
+    ctx.update(
+        rows=rows, page=page, lengths=lengths, length_labels=[charts.length_label(n) for n in lengths],
+        threshold=version.effective_length_threshold, curves_div=charts.to_div(figure),
+        tasks=list(version.tasks.values_list("key", flat=True)), categories=TaskCategory.choices,
+        methods=sorted(set(all_rows.values_list("method", flat=True))),
+        budgets=sorted(set(all_rows.values_list("budget", flat=True)), reverse=True),
+        query=filters.as_query(), sort_links={
+            name: filters.as_query(sort=("-" + name) if filters.sort == name else name) for name in board.SORTABLE
+        },
     )
-    ctx = {
-        "versions": versions,
-        "submissions": submissions,
-        "workers": _workers(),
-        "recent_tasks": TaskRecord.objects.all()[:10],
-    }
     return render(request, "leaderboard/index.html", ctx)
+
+
+def _public_submission(request: HttpRequest, submission_id: int) -> Submission:
+    sub = get_object_or_404(Submission.objects.select_related("model", "version"), pk=submission_id)
+    if sub.visibility == Visibility.HIDDEN and not request.user.is_staff:
+        raise Http404("This result was withdrawn from the leaderboard.")
+    if sub.status != SubmissionStatus.COMPLETED and not request.user.is_staff:
+        raise Http404("This submission has no results yet.")
+    return sub
+
+
+def model_detail(request: HttpRequest, submission_id: int) -> HttpResponse:
+    sub = _public_submission(request, submission_id)
+    if sub.status != SubmissionStatus.COMPLETED:  # staff looking at a running one: its cells still move
+        return _model_detail(request, sub)
+    return pagecache.cached_page(request, sub.version, lambda: _model_detail(request, sub))
+
+
+def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
+    version = sub.version
+    lengths = list(version.lengths)
+    rows = list(LeaderboardRow.objects.filter(submission=sub).order_by("method", "-budget"))
+    full = next((r for r in rows if r.method == "full" and r.budget == 1.0), rows[0] if rows else None)
+    tasks = list(version.tasks.values_list("key", flat=True))
+    points = [{"method": r.method, "budget": r.budget, "score": r.average, "kv_bytes": r.kv_bytes_mean}
+              for r in rows if r.average is not None]
+    depth = samples.depth_points(sub)
+    at_length = _chosen_length(request, lengths)
+    failures_only = request.GET.get("failures") == "1"
+    task_filter = request.GET.get("task", "")
+    page = Paginator(samples.browse(sub, failures_only=failures_only, task=task_filter), SAMPLES_PER_PAGE).get_page(
+        request.GET.get("page"))
+    ctx = {
+        "sub": sub, "entry": sub.model, "version": version, "rows": rows, "full": full, "lengths": lengths,
+        "length_labels": [charts.length_label(n) for n in lengths], "tasks": tasks,
+        "heatmap_div": charts.to_div(charts.task_heatmap_figure(full.task_scores, lengths)) if full else "",
+        "task_curves_div": charts.to_div(charts.task_curves_figure(full.task_scores, lengths)) if full else "",
+        "budget_div": (charts.to_div(charts.budget_figure(efficiency.points_at(rows, at_length)))
+                       if len(rows) > 1 else ""),
+        "at_length": at_length, "keep_table": efficiency.budget_to_keep(rows, lengths) if len(rows) > 1 else [],
+        "keep_percent": round(efficiency.KEEP_FRACTION * 100),
+        "pareto_div": charts.to_div(charts.pareto_figure(points)) if len(rows) > 1 else "",
+        "depth_div": charts.to_div(charts.depth_heatmap_figure(depth, lengths)) if depth else "",
+        "cells": sub.cells.select_related("task").order_by("task__key", "length", "method", "-budget"),
+        "page": page, "failures_only": failures_only, "task_filter": task_filter,
+        "events": sub.events.select_related("actor"),
+    }
+    return render(request, "leaderboard/model.html", ctx)
+
+
+def _chosen_length(request: HttpRequest, lengths: list[int]) -> int:
+    """The length asked for in ?length=, else the longest (where KV methods matter most)."""
+    raw = request.GET.get("length", "")
+    return int(raw) if raw.isdigit() and int(raw) in lengths else lengths[-1]
+
+
+def compare(request: HttpRequest) -> HttpResponse:
+    ids = [int(v) for v in request.GET.getlist("m") if v.isdigit()][:6]
+    first = LeaderboardRow.objects.filter(pk__in=ids[:1]).select_related("version").first()
+    if first is None:
+        return _compare(request, ids)
+    return pagecache.cached_page(request, first.version, lambda: _compare(request, ids))
+
+
+def _compare(request: HttpRequest, ids: list[int]) -> HttpResponse:
+    rows = {r.pk: r for r in LeaderboardRow.objects.filter(pk__in=ids).exclude(visibility=Visibility.HIDDEN)
+            .select_related("version")}
+    chosen = [rows[i] for i in ids if i in rows]
+    ctx: dict = {"rows": chosen, "error": ""}
+    if len(chosen) < 2:
+        ctx["error"] = "Pick 2 to 6 entries to compare (tick them on the leaderboard, then press Compare)."
+        return render(request, "leaderboard/compare.html", ctx, status=400 if ids else 200)
+    versions = {r.version_id for r in chosen}
+    if len(versions) > 1:
+        ctx["error"] = "These entries were measured on different benchmark versions; compare within one version."
+        return render(request, "leaderboard/compare.html", ctx, status=400)
+    version = chosen[0].version
+    lengths = list(version.lengths)
+    curves = [{"label": board.label(r), "scores_by_length": r.scores_by_length} for r in chosen]
+    base = chosen[0]
+    table = []
+    for n in lengths:
+        values = [r.scores_by_length.get(str(n)) for r in chosen]
+        first = values[0]
+        table.append({"length": charts.length_label(n), "cells": [
+            {"score": v, "diff": (v - first) if (v is not None and first is not None and i) else None}
+            for i, v in enumerate(values)]})
+    ctx.update(version=version, base=base, table=table, curves_div=charts.to_div(
+        charts.degradation_figure(curves, lengths, version.effective_length_threshold)))
+    return render(request, "leaderboard/compare.html", ctx)
+
+
+def versions(request: HttpRequest) -> HttpResponse:
+    return render(request, "leaderboard/versions.html",
+                  {"versions": BenchmarkVersion.objects.browsable().prefetch_related("tasks")})
 
 
 def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
     version = get_object_or_404(BenchmarkVersion.objects.browsable(), slug=slug)
-    return render(request, "leaderboard/version.html", {"version": version, "tasks": version.tasks.all()})
+    return render(request, "leaderboard/version.html", {
+        "version": version, "tasks": version.tasks.all(), "changes": versioning.changelog(version),
+        "length_labels": [charts.length_label(n) for n in version.lengths],
+    })
+
+
+def status(request: HttpRequest) -> HttpResponse:
+    return render(request, "leaderboard/status.html", {
+        "workers": _workers(), "recent_tasks": TaskRecord.objects.all()[:20],
+        "queue": Submission.objects.filter(status__in=SubmissionStatus.active()).select_related("model")[:50],
+        "running_cells": CellStatus.RUNNING,
+    })
 
 
 def workers_status(request: HttpRequest) -> JsonResponse:
@@ -55,3 +192,4 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"ok": True})
+

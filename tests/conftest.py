@@ -172,3 +172,12 @@ def _publish_to_memory_by_default() -> None:
     from evalworkers.celery import app
 
     app.conf.broker_url = "memory://"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The leaderboard caches built boards; a test must never see another test's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -34,3 +34,35 @@ def make_submission(*, version: BenchmarkVersion | None = None, api_key: str | N
     sub.set_api_key(api_key)
     sub.save()
     return sub
+
+
+def make_completed(version: BenchmarkVersion, name: str, scores: dict[int, float], *, kind: str = "endpoint",
+                   points: tuple[tuple[str, float], ...] = (("full", 1.0),), ci: float = 2.0,
+                   **entry_fields: Any) -> Submission:
+    """A completed submission whose every task scores `scores[length]` (minus a step per KV budget), with its
+    leaderboard rows computed the way the runner does when a submission ends."""
+    from django.utils import timezone
+
+    from leaderboard import rows
+    from leaderboard.models import Cell
+
+    fields: dict[str, Any] = {"display_name": name, "kind": kind, "parameters_b": 7, "claimed_context": 131072}
+    if kind == "endpoint":
+        fields.update(endpoint_url="http://127.0.0.1:9/v1", api_model_name=name)
+    else:
+        fields.update(hf_repo=f"demo/{name}")
+    fields.update(entry_fields)
+    sub = Submission.objects.create(model=ModelEntry.objects.create(**fields), version=version,
+                                    status=SubmissionStatus.COMPLETED, finished_at=timezone.now())
+    cells = []
+    for task in version.tasks.all():
+        for length in version.lengths:
+            for method, budget in points:
+                score = max(0.0, scores[length] - (1.0 - budget) * 40)
+                cells.append(Cell(submission=sub, task=task, length=length, method=method, budget=budget,
+                                  status="completed", score=score, ci_low=max(0.0, score - ci),
+                                  ci_high=min(100.0, score + ci), samples_total=version.samples_per_cell,
+                                  samples_done=version.samples_per_cell, kv_bytes=int(1000 * length * budget)))
+    Cell.objects.bulk_create(cells)
+    rows.recompute(sub.pk)
+    return sub

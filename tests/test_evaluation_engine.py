@@ -12,7 +12,7 @@ from kombu import Connection
 from evalworkers import runner
 from evalworkers.tasks import start_submission
 from leaderboard import moderation
-from leaderboard.models import CellStatus, SampleResult, Submission, SubmissionStatus
+from leaderboard.models import CellStatus, LeaderboardRow, SampleResult, Submission, SubmissionStatus
 from tests.conftest import wait_for
 from tests.factories import make_entry, make_submission, make_version
 from tests.fake_openai import FakeOpenAI, Fault
@@ -78,6 +78,10 @@ def test_a_submission_completes_through_a_real_worker_with_the_expected_scores(
     assert_scores_match_the_model(sub)
     assert all(r.prompt_tokens and r.latency_s is not None for r in SampleResult.objects.filter(cell__submission=sub))
     assert KEY not in worker.output()
+    row = LeaderboardRow.objects.get(submission=sub)  # recomputed by the worker when the submission completed
+    cells = {c.length: c.score for c in sub.cells.all()}
+    assert row.scores_by_length == {str(k): v for k, v in cells.items()}
+    assert row.average == pytest.approx(sum(cells.values()) / len(cells))
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,3 +1,4 @@
+from leaderboard.models.board import LeaderboardRow
 from leaderboard.models.results import Cell, CellStatus, SampleResult
 from leaderboard.models.submissions import (
     ApiMode,
@@ -27,6 +28,7 @@ __all__ = [
     "CellStatus",
     "EventAction",
     "FrozenVersionError",
+    "LeaderboardRow",
     "ModelEntry",
     "ModelKind",
     "SampleResult",

@@ -84,6 +84,9 @@ class BenchmarkVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    board_changed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When any of its leaderboard rows last changed (cache key)."
+    )
 
     objects = BenchmarkVersionQuerySet.as_manager()
 

@@ -1,0 +1,152 @@
+"""Read-only JSON API and CSV exports. Stable URLs under /api/v1/; no secrets ever appear here."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+
+from leaderboard import board, samples
+from leaderboard.models import BenchmarkVersion, LeaderboardRow, Submission, SubmissionStatus, Visibility
+
+API_VERSION = "1.0"
+
+
+def _version_json(v: BenchmarkVersion) -> dict[str, Any]:
+    return {"slug": v.slug, "title": v.title, "status": v.status, "is_default": v.is_default, "seed": v.seed,
+            "lengths": v.lengths, "samples_per_cell": v.samples_per_cell,
+            "effective_length_threshold": v.effective_length_threshold, "kv_methods": v.kv_methods,
+            "kv_budgets": v.kv_budgets, "spec_hash": v.spec_hash,
+            "published_at": v.published_at.isoformat() if v.published_at else None,
+            "tasks": [{"key": t.key, "type": t.task_type, "category": t.category, "params": t.params,
+                       "max_new_tokens": t.max_new_tokens, "weight": t.weight} for t in v.tasks.all()]}
+
+
+def _row_json(item: board.BoardRow) -> dict[str, Any]:
+    r = item.row
+    return {"id": r.pk, "submission": r.submission_id, "model": r.model_name, "organisation": r.organisation,
+            "kind": r.model_kind, "baseline": r.is_baseline, "flagged": r.visibility == Visibility.FLAGGED,
+            "note": r.public_note, "method": r.method, "budget": r.budget, "rank": item.rank,
+            "rank_range": [item.rank, item.rank_high], "claimed_context": r.claimed_context,
+            "effective_length": item.effective_length,
+            "scores_by_length": {str(k): v for k, v in item.scores.items()}, "average": item.average,
+            "wavg_inc": item.wavg_inc, "wavg_dec": item.wavg_dec, "ci": [item.ci_low, item.ci_high],
+            "parameters_b": r.parameters_b, "complete": r.complete,
+            "completed_at": r.completed_at.isoformat() if r.completed_at else None}
+
+
+def versions(request: HttpRequest) -> JsonResponse:
+    items = BenchmarkVersion.objects.browsable().prefetch_related("tasks")
+    return JsonResponse({"versions": [_version_json(v) for v in items]})
+
+
+def _board(request: HttpRequest) -> tuple[BenchmarkVersion, board.BoardFilters, list[board.BoardRow]]:
+    filters = board.BoardFilters.from_query(request.GET)
+    version = board.pick_version(filters.version)
+    if version is None:
+        raise Http404(f"No published benchmark version {filters.version!r}.")
+    return version, filters, board.cached_build(version, filters)
+
+
+def leaderboard(request: HttpRequest) -> JsonResponse:
+    version, filters, rows = _board(request)
+    return JsonResponse({"version": version.slug, "spec_hash": version.spec_hash, "lengths": version.lengths,
+                         "threshold": version.effective_length_threshold, "warnings": list(filters.errors),
+                         "rows": [_row_json(r) for r in rows]})
+
+
+def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
+    sub = get_object_or_404(Submission.objects.select_related("model", "version"), pk=submission_id)
+    if sub.visibility == Visibility.HIDDEN:
+        raise Http404("This result was withdrawn.")
+    cells = sub.cells.select_related("task").order_by("task__key", "length", "method", "-budget")
+    return JsonResponse({
+        "id": sub.pk, "model": sub.model.display_name, "organisation": sub.model.organisation,
+        "kind": sub.model.kind, "version": sub.version.slug, "spec_hash": sub.version.spec_hash,
+        "status": sub.status, "visibility": sub.visibility, "note": sub.public_note,
+        "created_at": sub.created_at.isoformat(),
+        "finished_at": sub.finished_at.isoformat() if sub.finished_at else None,
+        "cells": [{"task": c.task.key, "category": c.task.category, "length": c.length, "method": c.method,
+                   "budget": c.budget, "status": c.status, "score": c.score, "ci": [c.ci_low, c.ci_high],
+                   "n": c.samples_done - c.samples_errored, "errors": c.samples_errored,
+                   "prompt_tokens_mean": c.prompt_tokens_mean, "prompt_token_mismatch": c.prompt_token_mismatch,
+                   "kv_bytes": c.kv_bytes, "peak_memory_bytes": c.peak_memory_bytes, "ttft_s": c.ttft_s,
+                   "decode_tokens_per_s": c.decode_tokens_per_s} for c in cells],
+        "leaderboard_rows": list(LeaderboardRow.objects.filter(submission=sub).values(
+            "id", "method", "budget", "average", "effective_length", "scores_by_length")),
+    })
+
+
+def _csv_response(filename: str) -> tuple[HttpResponse, Any]:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response, csv.writer(response)
+
+
+def _cell(value: Any) -> Any:
+    # A spreadsheet runs a cell that starts with = + - @ as a formula: model names are user input.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def leaderboard_csv(request: HttpRequest) -> HttpResponse:
+    version, _, rows = _board(request)
+    response, writer = _csv_response(f"leaderboard-{version.slug}.csv")
+    writer.writerow(["rank", "rank_high", "model", "organisation", "kind", "method", "budget", "claimed_context",
+                     "effective_length", *[f"score_{n}" for n in version.lengths], "average", "wavg_inc",
+                     "wavg_dec", "ci_low", "ci_high", "parameters_b", "completed_at", "submission"])
+    for item in rows:
+        r = item.row
+        writer.writerow([_cell(v) for v in (
+            item.rank, item.rank_high, r.model_name, r.organisation, r.model_kind, r.method, r.budget,
+            r.claimed_context, item.effective_length, *[item.scores[n] for n in version.lengths], item.average,
+            item.wavg_inc, item.wavg_dec, item.ci_low, item.ci_high, r.parameters_b,
+            r.completed_at.isoformat() if r.completed_at else "", r.submission_id)])
+    return response
+
+
+def samples_csv(request: HttpRequest, submission_id: int) -> HttpResponse:
+    sub = get_object_or_404(Submission, pk=submission_id)
+    if sub.visibility == Visibility.HIDDEN or (sub.status != SubmissionStatus.COMPLETED and not request.user.is_staff):
+        raise Http404("No public results for this submission.")
+    response, writer = _csv_response(f"submission-{sub.pk}-samples.csv")
+    writer.writerow(["task", "length", "method", "budget", "index", "score", "error", "expected", "prediction",
+                     "prompt_tokens", "output_tokens", "latency_s", "depth_percent"])
+    for s in samples.browse(sub).iterator(chunk_size=2000):
+        writer.writerow([_cell(v) for v in (
+            s.cell.task.key, s.cell.length, s.cell.method, s.cell.budget, s.index, s.score, s.error,
+            " | ".join(map(str, s.expected)), s.prediction, s.prompt_tokens, s.output_tokens, s.latency_s,
+            (s.metadata or {}).get("depth_percent"))])
+    return response
+
+
+def openapi(request: HttpRequest) -> JsonResponse:
+    """A hand-kept OpenAPI 3.1 description of the read-only API (four GET endpoints)."""
+    def get(summary: str, params: list[dict] | None = None) -> dict:
+        return {"get": {"summary": summary, "parameters": params or [],
+                        "responses": {"200": {"description": "OK", "content": {"application/json": {}}},
+                                      "404": {"description": "Not found"}}}}
+
+    query = [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d} for n, t, d in (
+        ("version", "string", "benchmark version slug (default: the default version)"),
+        ("category", "string", "retrieval, tracing, aggregation or qa"), ("task", "string", "task key"),
+        ("method", "string", "KV method, e.g. full or snapkv"), ("budget", "number", "KV budget in (0, 1]"),
+        ("kind", "string", "endpoint, huggingface or reported"), ("min_params", "number", "billions"),
+        ("max_params", "number", "billions"), ("q", "string", "search in model and organisation"),
+        ("sort", "string", "column, '-' prefix reverses"))]
+    sub_param = [{"name": "submission_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+    return JsonResponse({
+        "openapi": "3.1.0",
+        "info": {"title": "LongCtx Leaderboard API", "version": API_VERSION,
+                 "description": "Read-only. Scores are 0-100; lengths are in tokens."},
+        "paths": {
+            reverse("leaderboard:api-versions"): get("Published and retired benchmark versions with their tasks"),
+            reverse("leaderboard:api-leaderboard"): get("The ranked leaderboard of one version", query),
+            "/api/v1/submissions/{submission_id}": get("One submission with its cells", sub_param),
+            reverse("leaderboard:leaderboard-csv"): get("The leaderboard as CSV", query),
+        },
+    })

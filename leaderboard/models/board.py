@@ -1,0 +1,62 @@
+"""The cached leaderboard: one row per completed submission and (method, budget), so pages never aggregate
+per-sample rows on a request. Rows are recomputed by leaderboard/rows.py when a submission completes or when
+its visibility changes."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from leaderboard.models.submissions import ModelKind, Submission, Visibility
+from leaderboard.models.versions import BenchmarkVersion
+
+
+class LeaderboardRow(models.Model):
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="board_rows")
+    version = models.ForeignKey(BenchmarkVersion, on_delete=models.CASCADE, related_name="board_rows")
+    method = models.CharField(max_length=40, default="full")
+    budget = models.FloatField(default=1.0)
+    # Copied from the model entry / submission so that filtering and sorting need no join.
+    model_name = models.CharField(max_length=120)
+    organisation = models.CharField(max_length=120, blank=True)
+    model_kind = models.CharField(max_length=12, choices=ModelKind.choices)
+    parameters_b = models.FloatField(null=True, blank=True)
+    claimed_context = models.PositiveIntegerField(null=True, blank=True)
+    is_baseline = models.BooleanField(default=False)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    public_note = models.TextField(blank=True)
+    # Aggregates (0-100), computed by leaderboard/metrics.py.
+    scores_by_length = models.JSONField(default=dict, help_text='{"4096": 93.1, ...}; null where not measured.')
+    task_scores = models.JSONField(default=dict, help_text='{"niah_single_1": {"4096": 100.0, ...}, ...}')
+    category_scores = models.JSONField(default=dict, help_text='{"retrieval": {"4096": 97.0, ...}, ...}')
+    average = models.FloatField(null=True, blank=True)
+    wavg_inc = models.FloatField(null=True, blank=True)
+    wavg_dec = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    effective_length = models.PositiveIntegerField(null=True, blank=True,
+                                                   help_text="Longest length up to which every score passes.")
+    complete = models.BooleanField(default=True, help_text="Every task and length of the version was measured.")
+    kv_bytes_mean = models.FloatField(null=True, blank=True)
+    samples = models.PositiveIntegerField(default=0)
+    samples_errored = models.PositiveIntegerField(default=0)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("version", "-average")
+        constraints = [
+            models.UniqueConstraint(fields=["submission", "method", "budget"], name="boardrow_unique_per_point"),
+            models.CheckConstraint(condition=Q(budget__gt=0) & Q(budget__lte=1), name="boardrow_budget_in_0_1"),
+            models.CheckConstraint(
+                condition=Q(average__isnull=True) | (Q(average__gte=0) & Q(average__lte=100)),
+                name="boardrow_average_0_100",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["version", "visibility", "-average"], name="boardrow_page_order"),
+            models.Index(fields=["version", "method", "budget"], name="boardrow_by_method"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.method}:{self.budget:g} on {self.version_id}"

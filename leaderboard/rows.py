@@ -1,0 +1,76 @@
+"""Recomputing a submission's cached leaderboard rows from its cells (pandas, in leaderboard/metrics.py)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Avg
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+from django.utils import timezone
+
+from leaderboard import metrics
+from leaderboard.models import BenchmarkVersion, Cell, CellStatus, LeaderboardRow, Submission, SubmissionStatus
+
+
+def touch(version_id: int) -> None:
+    """Mark the version's board as changed: cached pages and tables of it are keyed by this stamp."""
+    BenchmarkVersion.objects.filter(pk=version_id).update(board_changed_at=timezone.now())
+
+
+def _key(length: int) -> str:
+    return str(length)
+
+
+@transaction.atomic
+def recompute(submission_id: int) -> list[LeaderboardRow]:
+    """Replace the submission's rows; a submission that is not completed has none."""
+    sub = Submission.objects.select_related("model", "version").get(pk=submission_id)
+    LeaderboardRow.objects.filter(submission=sub).delete()
+    touch(sub.version_id)
+    if sub.status != SubmissionStatus.COMPLETED:
+        return []
+    version = sub.version
+    records = list(
+        Cell.objects.filter(submission=sub, status__in=[CellStatus.COMPLETED, CellStatus.OOM])
+        .values("task__key", "task__category", "task__weight", "length", "method", "budget", "score", "ci_low",
+                "ci_high", "samples_done", "samples_errored", "kv_bytes")
+    )
+    frame = metrics.cell_frame(records)
+    summaries = metrics.summarize_cells(frame, lengths=list(version.lengths),
+                                        tasks=list(version.tasks.values_list("key", flat=True)),
+                                        threshold=version.effective_length_threshold)
+    kv = {(r["method"], r["budget"]): r["kv"] for r in
+          Cell.objects.filter(submission=sub).values("method", "budget").annotate(kv=Avg("kv_bytes"))}
+    entry = sub.model
+    rows = [
+        LeaderboardRow(
+            submission=sub, version=version, method=s.method, budget=s.budget, model_name=entry.display_name,
+            organisation=entry.organisation, model_kind=entry.kind,
+            parameters_b=float(entry.parameters_b) if entry.parameters_b is not None else None,
+            claimed_context=entry.claimed_context, is_baseline=sub.is_baseline, visibility=sub.visibility,
+            public_note=sub.public_note,
+            scores_by_length={_key(k): v for k, v in s.scores_by_length.items()},
+            task_scores={t: {_key(k): v for k, v in by_len.items()} for t, by_len in s.task_scores.items()},
+            category_scores={c: {_key(k): v for k, v in by_len.items()} for c, by_len in s.category_scores.items()},
+            average=s.average, wavg_inc=s.wavg_inc, wavg_dec=s.wavg_dec, ci_low=s.ci_low, ci_high=s.ci_high,
+            effective_length=s.effective_length, complete=s.complete, kv_bytes_mean=kv.get((s.method, s.budget)),
+            samples=s.samples, samples_errored=s.samples_errored, completed_at=sub.finished_at,
+        )
+        for s in summaries
+    ]
+    return LeaderboardRow.objects.bulk_create(rows)
+
+
+def refresh_visibility(submission_id: int) -> None:
+    """Hiding or flagging changes only what the rows show, not their numbers."""
+    sub = Submission.objects.get(pk=submission_id)
+    LeaderboardRow.objects.filter(submission=sub).update(
+        visibility=sub.visibility, public_note=sub.public_note, is_baseline=sub.is_baseline
+    )
+    touch(sub.version_id)
+
+
+@receiver(post_delete, sender=Submission)
+def _submission_deleted(sender: type, instance: Submission, **_: object) -> None:
+    # Its rows go with it (an admin deleting a submission or a model entry): cached pages must notice.
+    touch(instance.version_id)
