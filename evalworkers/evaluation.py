@@ -72,6 +72,20 @@ class CellSummary:
     top_error: str
 
 
+EXCERPT_BEFORE, EXCERPT_AFTER = 200, 300
+
+
+def excerpt(sample: Sample) -> str:
+    """The context around the first planted piece (needle, chain, gold document), for the sample browser:
+    enough to see why an answer failed without storing the whole prompt."""
+    inserts = sample.metadata.get("inserts") or []
+    offsets = [i["char_offset"] for i in inserts if isinstance(i, dict) and isinstance(i.get("char_offset"), int)]
+    if not offsets:
+        return sample.context[:EXCERPT_BEFORE + EXCERPT_AFTER]
+    at = min(offsets)
+    return sample.context[max(0, at - EXCERPT_BEFORE):at + EXCERPT_AFTER]
+
+
 def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOutcome:
     failed = result.error is not None
     return SampleOutcome(
@@ -79,7 +93,8 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
         score=None if failed else score(result.text, sample.answers, sample.metric),
         error=(result.error or "")[:1000], target_prompt_tokens=sample.prompt_tokens,
         prompt_tokens=result.prompt_tokens, output_tokens=result.completion_tokens, latency_s=result.latency_s,
-        ttft_s=result.ttft_s, metadata={k: v for k, v in sample.metadata.items() if k != "params"},
+        ttft_s=result.ttft_s,
+        metadata={**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample)},
     )
 
 

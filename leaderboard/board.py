@@ -90,6 +90,7 @@ class BoardRow:
     effective_length: int | None
     ci_low: float | None
     ci_high: float | None
+    scoped: bool = False  # scores of one task or category: the row's CIs are for all tasks and do not apply
     rank: int | None = None
     rank_high: int | None = None
 
@@ -159,10 +160,10 @@ def cached_build(version: BenchmarkVersion, f: BoardFilters) -> list[BoardRow]:
 
 def build(version: BenchmarkVersion, f: BoardFilters) -> list[BoardRow]:
     lengths = list(version.lengths)
-    scoped = not (f.task or f.category in TaskCategory.values)
+    all_tasks = not (f.task or f.category in TaskCategory.values)
     board: list[BoardRow] = []
     rows = filtered(visible_rows(version), f)
-    if scoped:
+    if all_tasks:
         rows = rows.defer("task_scores", "category_scores")  # the heavy JSON is only read for a task scope
     for row in rows:
         source = _scope(row, f)
@@ -174,10 +175,11 @@ def build(version: BenchmarkVersion, f: BoardFilters) -> list[BoardRow]:
         average = sum(values) / len(values) if complete else None
         inc, dec = metrics.weighted_averages(values) if complete else (None, None)
         board.append(BoardRow(
-            row=row, scores=scores, average=row.average if scoped else average,
-            wavg_inc=row.wavg_inc if scoped else inc, wavg_dec=row.wavg_dec if scoped else dec,
+            row=row, scores=scores, average=row.average if all_tasks else average,
+            wavg_inc=row.wavg_inc if all_tasks else inc, wavg_dec=row.wavg_dec if all_tasks else dec,
             effective_length=metrics.effective_length(scores, version.effective_length_threshold),
-            ci_low=row.ci_low if scoped else None, ci_high=row.ci_high if scoped else None,
+            ci_low=row.ci_low if all_tasks else None, ci_high=row.ci_high if all_tasks else None,
+            scoped=not all_tasks,
         ))
     _rank(board)
     return _sorted(board, f.sort)
@@ -222,7 +224,8 @@ def _sorted(board: list[BoardRow], sort: str) -> list[BoardRow]:
 def curve_rows(board: list[BoardRow], selected: tuple[int, ...]) -> list[dict[str, Any]]:
     """The rows drawn above the table: those selected in the URL, else the top of the table."""
     chosen = [b for b in board if b.row.pk in selected] if selected else board[:MAX_CURVES]
-    return [{"label": label(b.row), "scores_by_length": b.scores} for b in chosen]
+    return [{"label": label(b.row), "scores_by_length": b.scores,
+             "ci_by_length": b.row.ci_by_length if not b.scoped else {}} for b in chosen]
 
 
 def label(row: LeaderboardRow) -> str:

@@ -45,6 +45,7 @@ class RowSummary:
     method: str
     budget: float
     scores_by_length: dict[int, float | None]
+    ci_by_length: dict[int, tuple[float, float] | None]
     task_scores: dict[str, dict[int, float | None]]
     category_scores: dict[str, dict[int, float | None]]
     average: float | None
@@ -163,20 +164,30 @@ def _summarize_group(group: pd.DataFrame, lengths: list[int], tasks: list[str],
     measured = {length: (by_length[length] if column_complete[j] else None) for j, length in enumerate(lengths)}
     eff = effective_length(measured, threshold)
 
+    # Per length, the weighted mean's CI from its cells' CIs (same reading as the overall CI below).
+    se_cells = np.nan_to_num(((highs - lows) / (2 * Z_95)).clip(min=0), nan=0.0)
+    share = weights / weights.sum()
+    se_by_length = np.sqrt(((share[:, None] * se_cells) ** 2).sum(axis=0))
+    ci_by_length: dict[int, tuple[float, float] | None] = {
+        length: ((max(by_length[length] - Z_95 * float(se_by_length[j]), 0.0),
+                  min(by_length[length] + Z_95 * float(se_by_length[j]), 100.0)) if column_complete[j] else None)
+        for j, length in enumerate(lengths)
+    }
+
     average = wavg_inc = wavg_dec = ci_low = ci_high = None
     if complete:
         average = float(np.mean(per_length))
         wavg_inc, wavg_dec = weighted_averages(per_length)  # type: ignore[arg-type]
         # The average is sum_i c_i * score_i with c_i = (1/n_lengths) * w_task / sum(w); independent cells give
         # se^2 = sum (c_i * se_i)^2, with se_i read off each cell's own 95% CI (no CI: se 0).
-        coef = (weights / weights.sum())[:, None] / len(lengths)
-        se_cells = np.nan_to_num(((highs - lows) / (2 * Z_95)).clip(min=0), nan=0.0)
+        coef = share[:, None] / len(lengths)
         se = float(np.sqrt(np.sum((coef * se_cells) ** 2)))
         ci_low = float(min(max(average - Z_95 * se, 0.0), 100.0))
         ci_high = float(min(max(average + Z_95 * se, 0.0), 100.0))
 
     return RowSummary(
-        method=str(method), budget=float(budget), scores_by_length=by_length, task_scores=task_scores,
+        method=str(method), budget=float(budget), scores_by_length=by_length, ci_by_length=ci_by_length,
+        task_scores=task_scores,
         category_scores=category_scores, average=average, wavg_inc=wavg_inc, wavg_dec=wavg_dec,
         ci_low=ci_low, ci_high=ci_high, effective_length=eff, complete=complete,
         samples=int(cells["samples_done"].sum()), samples_errored=int(cells["samples_errored"].sum()),

@@ -50,6 +50,7 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
             claimed_context=entry.claimed_context, is_baseline=sub.is_baseline, visibility=sub.visibility,
             public_note=sub.public_note,
             scores_by_length={_key(k): v for k, v in s.scores_by_length.items()},
+            ci_by_length={_key(k): list(v) if v else None for k, v in s.ci_by_length.items()},
             task_scores={t: {_key(k): v for k, v in by_len.items()} for t, by_len in s.task_scores.items()},
             category_scores={c: {_key(k): v for k, v in by_len.items()} for c, by_len in s.category_scores.items()},
             average=s.average, wavg_inc=s.wavg_inc, wavg_dec=s.wavg_dec, ci_low=s.ci_low, ci_high=s.ci_high,

@@ -167,6 +167,8 @@ def test_429_with_retry_after_and_random_500s_are_retried_to_the_right_scores(se
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.COMPLETED and sub.samples_errored == 0
     assert_scores_match_the_model(sub)
+    for result in SampleResult.objects.filter(cell__submission=sub):  # the browser's excerpt shows the needle
+        assert result.expected[0] in result.metadata["excerpt"]
 
 
 @pytest.mark.django_db

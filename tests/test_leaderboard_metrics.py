@@ -303,3 +303,13 @@ def test_curve_frame_of_nothing_is_an_empty_frame_with_the_columns():
     curve = metrics.curve_frame([])
     assert curve.empty
     assert list(curve.columns) == ["label", "length", "score"]
+
+
+def test_each_length_gets_its_own_ci_from_its_cells():
+    # Two tasks with half-width 3 (se = 3/1.96) at every length: the mean's se is sqrt(2 * (0.5 * se)^2).
+    summary = only(grid(BASIC, ci=3.0))
+    half = 1.96 * math.sqrt(2 * (0.5 * 3.0 / 1.96) ** 2)
+    low, high = summary.ci_by_length[8192]
+    assert low == pytest.approx(80.0 - half) and high == pytest.approx(80.0 + half)
+    missing = only(grid({"niah_single_1": [100.0, None, 70.0], "vt": [80.0, 70.0, 50.0]}, ci=3.0))
+    assert missing.ci_by_length[8192] is None and missing.ci_by_length[4096] is not None

@@ -45,6 +45,7 @@ def test_the_leaderboard_ranks_rows_with_scores_per_length_and_effective_length(
     assert strong.average == pytest.approx((99 + 97 + 95) / 3)
     assert 'class="num score below"' in body  # Fading's 80 and 40 are under 85.6
     assert "plotly-graph-div" in body and "vendor/plotly/plotly.min.js" in body
+    assert "Strong-7B (95% CI)" in body  # the curves carry their confidence bands
 
 
 def test_filters_live_in_the_url_and_narrow_the_table(client, three) -> None:

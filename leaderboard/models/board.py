@@ -27,6 +27,7 @@ class LeaderboardRow(models.Model):
     public_note = models.TextField(blank=True)
     # Aggregates (0-100), computed by leaderboard/metrics.py.
     scores_by_length = models.JSONField(default=dict, help_text='{"4096": 93.1, ...}; null where not measured.')
+    ci_by_length = models.JSONField(default=dict, help_text='{"4096": [91.2, 95.0], ...}; 95% CI per length.')
     task_scores = models.JSONField(default=dict, help_text='{"niah_single_1": {"4096": 100.0, ...}, ...}')
     category_scores = models.JSONField(default=dict, help_text='{"retrieval": {"4096": 97.0, ...}, ...}')
     average = models.FloatField(null=True, blank=True)
