@@ -66,6 +66,7 @@ class CellSummary:
     ci_low: float | None
     ci_high: float | None
     prompt_tokens_mean: float | None
+    target_prompt_tokens_mean: float | None
     prompt_token_mismatch: bool
     ttft_s: float | None
     decode_tokens_per_s: float | None
@@ -141,7 +142,7 @@ def summarize(outcomes: list[SampleOutcome], *, seed_parts: tuple[object, ...] =
              if o.output_tokens and o.ttft_s is not None and o.latency_s > (o.ttft_s or 0.0)]
     return CellSummary(
         n=len(scored), errors=len(errors), score=mean, ci_low=low, ci_high=high,
-        prompt_tokens_mean=prompt_mean,
+        prompt_tokens_mean=prompt_mean, target_prompt_tokens_mean=target_mean,
         prompt_token_mismatch=bool(measured) and prompt_token_mismatch(round(prompt_mean), round(target_mean)),
         ttft_s=sum(ttfts) / len(ttfts) if ttfts else None,
         decode_tokens_per_s=sum(rates) / len(rates) if rates else None,

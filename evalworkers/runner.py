@@ -251,6 +251,7 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> No
         cell.samples_errored = summary.errors
         cell.score, cell.ci_low, cell.ci_high = summary.score, summary.ci_low, summary.ci_high
         cell.prompt_tokens_mean = summary.prompt_tokens_mean
+        cell.target_prompt_tokens_mean = summary.target_prompt_tokens_mean
         cell.prompt_token_mismatch = summary.prompt_token_mismatch
         cell.ttft_s, cell.decode_tokens_per_s = summary.ttft_s, summary.decode_tokens_per_s
         if cancelled_before or (

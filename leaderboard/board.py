@@ -52,7 +52,7 @@ class BoardFilters:
                 return None
 
         sort = query.get("sort", "rank")
-        if sort.lstrip("-") not in SORTABLE:
+        if not is_sortable(sort.lstrip("-")):
             errors.append(f"Unknown sort column {sort!r}; sorted by rank.")
             sort = "rank"
         selected = tuple(int(v) for v in query.getlist("m") if v.isdigit())[:MAX_CURVES]
@@ -170,16 +170,18 @@ def build(version: BenchmarkVersion, f: BoardFilters) -> list[BoardRow]:
         if source is None:
             continue
         scores = {n: source.get(str(n)) for n in lengths}
+        if all_tasks:  # the cached row already holds every aggregate
+            board.append(BoardRow(row=row, scores=scores, average=row.average, wavg_inc=row.wavg_inc,
+                                  wavg_dec=row.wavg_dec, effective_length=row.effective_length,
+                                  ci_low=row.ci_low, ci_high=row.ci_high))
+            continue
         values = [scores[n] for n in lengths]
         complete = all(v is not None for v in values)
-        average = sum(values) / len(values) if complete else None
         inc, dec = metrics.weighted_averages(values) if complete else (None, None)
         board.append(BoardRow(
-            row=row, scores=scores, average=row.average if all_tasks else average,
-            wavg_inc=row.wavg_inc if all_tasks else inc, wavg_dec=row.wavg_dec if all_tasks else dec,
-            effective_length=metrics.effective_length(scores, version.effective_length_threshold),
-            ci_low=row.ci_low if all_tasks else None, ci_high=row.ci_high if all_tasks else None,
-            scoped=not all_tasks,
+            row=row, scores=scores, average=sum(values) / len(values) if complete else None, wavg_inc=inc,
+            wavg_dec=dec, effective_length=metrics.effective_length(scores, version.effective_length_threshold),
+            ci_low=None, ci_high=None, scoped=True,
         ))
     _rank(board)
     return _sorted(board, f.sort)
@@ -195,10 +197,10 @@ def _rank(board: list[BoardRow]) -> None:
         "ci_high": [b.ci_high if b.ci_high is not None else b.average for b in board],
     }, dtype="float64")
     ranked = metrics.rank_rows(frame)
-    for _, r in ranked.iterrows():
-        item = board[int(r["id"])]
-        item.rank = None if pd.isna(r["rank"]) else int(r["rank"])
-        item.rank_high = None if pd.isna(r["rank_high"]) else int(r["rank_high"])
+    for i, rank, high in zip(ranked["id"], ranked["rank"], ranked["rank_high"], strict=True):
+        item = board[int(i)]
+        item.rank = None if pd.isna(rank) else int(rank)
+        item.rank_high = None if pd.isna(high) else int(high)
 
 
 SORT_KEYS = {
@@ -215,8 +217,17 @@ SORT_KEYS = {
 DESCENDING_BY_DEFAULT = {"claimed", "effective", "average", "wavg_inc", "wavg_dec", "params", "date"}
 
 
+def is_sortable(name: str) -> bool:
+    """A named column, or "len<N>" for the score at length N (e.g. len131072: who holds up best at 128K)."""
+    return name in SORTABLE or (name.startswith("len") and name[3:].isdigit())
+
+
 def _sorted(board: list[BoardRow], sort: str) -> list[BoardRow]:
     name = sort.lstrip("-")
+    if name.startswith("len"):
+        length = int(name[3:])
+        key = lambda b: b.scores.get(length) if b.scores.get(length) is not None else -1  # noqa: E731
+        return sorted(board, key=key, reverse=not sort.startswith("-"))
     descending = (name in DESCENDING_BY_DEFAULT) != sort.startswith("-")
     return sorted(board, key=SORT_KEYS[name], reverse=descending)
 

@@ -267,7 +267,8 @@ def _cells(rng: random.Random, model: DemoModel, version: BenchmarkVersion, task
             position = (math.log2(length) - low) / (high - low) if high > low else 1.0
             clean = min(100.0, max(0.0, expected_score(model, task, length) + task_shift))
             full_score = None
-            prompt_tokens = max(1.0, length - task.max_new_tokens - rng.uniform(0, 48))
+            target_tokens = float(length - task.max_new_tokens)
+            prompt_tokens = max(1.0, target_tokens - rng.uniform(0, 48))
             for method, budget in _grid(model, version):
                 if method == "full":
                     score = clean + rng.uniform(-2.5, 2.5)
@@ -287,7 +288,8 @@ def _cells(rng: random.Random, model: DemoModel, version: BenchmarkVersion, task
                     submission=submission, task=task, length=length, method=method, budget=budget,
                     status=CellStatus.COMPLETED, samples_total=n, samples_done=n, samples_errored=errored,
                     score=score, ci_low=min(ci_low, score), ci_high=max(ci_high, score),
-                    prompt_tokens_mean=round(prompt_tokens, 1), kv_bytes=kv_bytes, kept_fraction=budget,
+                    prompt_tokens_mean=round(prompt_tokens, 1), target_prompt_tokens_mean=target_tokens,
+                    kv_bytes=kv_bytes, kept_fraction=budget,
                     peak_memory_bytes=int(weights_bytes + kv_bytes * 1.15 + 4e8) if local else None,
                     prefill_s=round(ttft * 0.97, 3) if local else None,
                     ttft_s=round(ttft, 3), decode_tokens_per_s=round(decode, 1),

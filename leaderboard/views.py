@@ -64,6 +64,8 @@ def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -
         query=filters.as_query(), sort_links={
             name: filters.as_query(sort=("-" + name) if filters.sort == name else name) for name in board.SORTABLE
         },
+        length_columns=[(charts.length_label(n), filters.as_query(
+            sort=f"-len{n}" if filters.sort == f"len{n}" else f"len{n}")) for n in lengths],
     )
     return render(request, "leaderboard/index.html", ctx)
 

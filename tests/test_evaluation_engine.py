@@ -169,6 +169,10 @@ def test_429_with_retry_after_and_random_500s_are_retried_to_the_right_scores(se
     assert_scores_match_the_model(sub)
     for result in SampleResult.objects.filter(cell__submission=sub):  # the browser's excerpt shows the needle
         assert result.expected[0] in result.metadata["excerpt"]
+    for cell in sub.cells.all():  # measured (the server's usage) next to the target the samples were sized to
+        targets = [r.metadata["target_prompt_tokens"] for r in cell.samples.all()]
+        assert cell.target_prompt_tokens_mean == pytest.approx(sum(targets) / len(targets))
+        assert cell.prompt_tokens_mean > 0
 
 
 @pytest.mark.django_db

@@ -191,3 +191,11 @@ def test_budget_to_keep_picks_the_smallest_sufficient_budget(version) -> None:
             Row("snapkv", 0.25, {"512": 91, "1024": 60}), Row("snapkv", 0.1, {"512": 50, "1024": 10})]
     assert efficiency.budget_to_keep(rows, [512, 1024]) == [{"method": "snapkv", "budgets": [0.25, 0.5]}]
     assert [p["score"] for p in efficiency.points_at(rows, 1024)] == [80, 75, 60, 10]
+
+
+def test_sorting_by_the_score_at_one_length_answers_who_holds_up_longest(client, three) -> None:
+    body = board_text(client, "?method=full&sort=len2048")
+    assert body.index("Strong-7B") < body.index("Local-3B") < body.index("Fading-13B")
+    body = board_text(client, "?method=full&sort=-len512")  # ascending at 512: 90 (Local) first
+    assert body.index("Local-3B") < body.index("Fading-13B") < body.index("Strong-7B")
+    assert "sort=len2048" in board_text(client)  # the column header links to that sort
