@@ -19,7 +19,6 @@ __all__ = [
     "DEPTH_BIN_LABELS",
     "PLOTLY_CONFIG",
     "budget_figure",
-    "compare_figure",
     "degradation_figure",
     "depth_grid",
     "depth_heatmap_figure",
@@ -220,13 +219,6 @@ def degradation_figure(rows: Sequence[Mapping[str, Any]], lengths: Sequence[int]
                        threshold: float | None = None) -> go.Figure:
     """How each model's score falls as the context grows, with its confidence band and the threshold line."""
     return _line_figure(rows, lengths, "Score across context lengths", threshold, "No scores to show yet.")
-
-
-def compare_figure(rows: Sequence[Mapping[str, Any]], lengths: Sequence[int],
-                   threshold: float | None = None) -> go.Figure:
-    """The degradation chart for the models a visitor picked side by side."""
-    return _line_figure(rows, lengths, "Models compared across context lengths", threshold,
-                        "Pick at least one model to compare.")
 
 
 def task_curves_figure(task_scores: Mapping[str, Mapping[Any, Any]], lengths: Sequence[int]) -> go.Figure:

@@ -35,7 +35,6 @@ RECORD_COLUMNS: dict[str, str] = {
 }
 """Cell record keys (as `Cell.objects.values(...)` names them) -> the column names of `cell_frame`."""
 
-CURVE_COLUMNS = ("label", "length", "score")
 
 
 @dataclass(frozen=True)
@@ -246,19 +245,3 @@ def rank_rows(frame: pd.DataFrame) -> pd.DataFrame:
     out["_avg"] = avg
     out = out.sort_values("_avg", ascending=False, na_position="last", kind="mergesort").drop(columns="_avg")
     return out.reset_index(drop=True)
-
-
-def curve_frame(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
-    """Long (label, length, score) frame of per-length scores for line charts; unmeasured lengths are left out.
-
-    Row JSON stores lengths as string keys, so keys are converted to int here and charts sort numerically.
-    """
-    points = [
-        (str(row["label"]), int(length), score)
-        for row in rows
-        for length, raw in dict(row.get("scores_by_length") or {}).items()  # type: ignore[call-overload]
-        if (score := _num(raw)) is not None
-    ]
-    out = pd.DataFrame(points, columns=list(CURVE_COLUMNS))
-    out = out.astype({"label": object, "length": int, "score": float})
-    return out.sort_values(["label", "length"], kind="mergesort").reset_index(drop=True)

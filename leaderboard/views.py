@@ -13,7 +13,6 @@ from django.utils import timezone
 from leaderboard import board, charts, efficiency, pagecache, samples, versioning
 from leaderboard.models import (
     BenchmarkVersion,
-    CellStatus,
     LeaderboardRow,
     Submission,
     SubmissionStatus,
@@ -177,7 +176,6 @@ def status(request: HttpRequest) -> HttpResponse:
     return render(request, "leaderboard/status.html", {
         "workers": _workers(), "recent_tasks": TaskRecord.objects.all()[:20],
         "queue": Submission.objects.filter(status__in=SubmissionStatus.active()).select_related("model")[:50],
-        "running_cells": CellStatus.RUNNING,
     })
 
 

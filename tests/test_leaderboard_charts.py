@@ -121,13 +121,6 @@ def test_degradation_without_rows_or_lengths_is_an_empty_state() -> None:
     assert is_empty_state(charts.degradation_figure([{"label": "m", "scores_by_length": {}}], []))
 
 
-def test_compare_figure_draws_the_same_lines_as_degradation() -> None:
-    rows = [{"label": "a", "scores_by_length": {4096: 90}}, {"label": "b", "scores_by_length": {8192: 60}}]
-    fig = charts.compare_figure(rows, LENGTHS, threshold=85.6)
-    assert [list(t.y) for t in line_traces(fig)] == [[90, None, None, None], [None, 60, None, None]]
-    assert fig.layout.shapes[0].y0 == 85.6
-
-
 def test_task_heatmap_rows_are_tasks_in_order_and_columns_length_labels() -> None:
     task_scores = {
         "niah_single": {"4096": 100.0, "8192": 97.25},

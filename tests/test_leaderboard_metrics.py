@@ -282,29 +282,6 @@ def test_rank_rows_uses_the_point_when_a_row_has_no_ci():
     assert ranked.loc["x", "rank_high"] == 1
 
 
-def test_curve_frame_is_long_sorted_and_skips_unmeasured_lengths():
-    rows = [
-        {"label": "b", "scores_by_length": {"8192": 70.0, "4096": 80.0}, "ci_low": 70.0, "ci_high": 80.0},
-        {"label": "a", "scores_by_length": {16384: None, 4096: 90.0, 8192: float("nan")}, "ci_low": None,
-         "ci_high": None},
-    ]
-    curve = metrics.curve_frame(rows)
-    assert list(curve.columns) == ["label", "length", "score"]
-    assert curve.to_dict("records") == [
-        {"label": "a", "length": 4096, "score": 90.0},
-        {"label": "b", "length": 4096, "score": 80.0},
-        {"label": "b", "length": 8192, "score": 70.0},
-    ]
-    assert curve["length"].dtype.kind == "i"
-    assert curve["score"].dtype.kind == "f"
-
-
-def test_curve_frame_of_nothing_is_an_empty_frame_with_the_columns():
-    curve = metrics.curve_frame([])
-    assert curve.empty
-    assert list(curve.columns) == ["label", "length", "score"]
-
-
 def test_each_length_gets_its_own_ci_from_its_cells():
     # Two tasks with half-width 3 (se = 3/1.96) at every length: the mean's se is sqrt(2 * (0.5 * se)^2).
     summary = only(grid(BASIC, ci=3.0))
