@@ -34,7 +34,9 @@ def missing_service(reason: str) -> None:
     pytest.skip(reason)
 
 
-def redis_broker_url(db: int = 14) -> str | None:
+def redis_broker_url(db: int | None = None) -> str | None:
+    # TEST_REDIS_DB lets two test runs on one machine keep their queues apart.
+    db = int(os.environ.get("TEST_REDIS_DB", "14")) if db is None else db
     raw = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or ""
     if not raw.startswith("redis://"):
         return None

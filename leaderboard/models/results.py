@@ -38,8 +38,15 @@ class Cell(models.Model):
     prompt_tokens_mean = models.FloatField(null=True, blank=True, help_text="As the model's server counted them.")
     target_prompt_tokens_mean = models.FloatField(null=True, blank=True, help_text="As the samples were sized.")
     prompt_token_mismatch = models.BooleanField(default=False)
-    kv_bytes = models.BigIntegerField(null=True, blank=True)
+    kv_bytes = models.BigIntegerField(null=True, blank=True, help_text="KV cache bytes after prefill, measured.")
+    kv_bytes_full = models.BigIntegerField(null=True, blank=True, help_text="The same prompt's full-cache bytes.")
     kept_fraction = models.FloatField(null=True, blank=True)
+    physical = models.BooleanField(
+        null=True, blank=True, help_text="False when the method only masks keys and frees no memory (logical only)."
+    )
+    query_aware = models.BooleanField(
+        null=True, blank=True, help_text="True when context and question were compressed together."
+    )
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     prefill_s = models.FloatField(null=True, blank=True)
     ttft_s = models.FloatField(null=True, blank=True)
