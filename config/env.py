@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -66,6 +67,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[str]:
+    """Comma-separated CIDR networks, each checked (e.g. 10.1.2.0/24,fd12::/64)."""
+    values = env_list(name, [])
+    for raw in values:
+        try:
+            ipaddress.ip_network(raw, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {raw!r} is not a network such as 10.1.2.0/24 or fd12::/64.") from None
+    return values
 
 
 def database_config(name: str, default_sqlite: Path) -> dict:

@@ -26,6 +26,16 @@ ALLOWED_HOSTS = env.env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"
 CSRF_TRUSTED_ORIGINS = env.env_list("CSRF_TRUSTED_ORIGINS", [])
 ALLOW_PRIVATE_ENDPOINTS = env.env_bool("ALLOW_PRIVATE_ENDPOINTS", default=False)
 REQUIRE_APPROVAL = env.env_bool("REQUIRE_APPROVAL", default=False)
+# Private networks the operator trusts even when ALLOW_PRIVATE_ENDPOINTS is off (e.g. an in-house inference
+# cluster); cloud metadata addresses stay refused.
+ENDPOINT_ALLOWED_NETWORKS = env.env_networks("ENDPOINT_ALLOWED_NETWORKS")
+# A local (Hugging Face) model runs on our GPUs, so a non-staff user's request waits for staff by default.
+LOCAL_MODELS_REQUIRE_APPROVAL = env.env_bool("LOCAL_MODELS_REQUIRE_APPROVAL", default=True)
+# Per-user quota: at most SUBMISSION_QUOTA submissions per SUBMISSION_QUOTA_DAYS (failed and cancelled ones
+# do not count; staff have none). 0 turns submitting off for non-staff users.
+SUBMISSION_QUOTA = env.env_int("SUBMISSION_QUOTA", 5)
+SUBMISSION_QUOTA_DAYS = env.env_int("SUBMISSION_QUOTA_DAYS", 7, minimum=1)
+STATUS_POLL_SECONDS = env.env_float("STATUS_POLL_SECONDS", 3.0, minimum=0.2)
 SPEC_FILE = BASE_DIR / "specs" / "versions.json"
 
 INSTALLED_APPS = [
@@ -80,6 +90,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "leaderboard:my-submissions"
+LOGOUT_REDIRECT_URL = "leaderboard:index"
+# Password-reset mail: printed on the console unless the deployment names a backend (e.g. SMTP with EMAIL_HOST).
+EMAIL_BACKEND = env.env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env.env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env.env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env.env_bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.env_str("DEFAULT_FROM_EMAIL", "LongCtx Leaderboard <noreply@localhost>")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -50,6 +50,7 @@ def engine_config(*, base_url: str, model: str, api_mode: str, api_key: str | No
         max_retries=settings.EVAL_MAX_RETRIES, backoff_base_s=settings.EVAL_BACKOFF_BASE_S,
         backoff_cap_s=settings.EVAL_BACKOFF_CAP_S, concurrency=settings.EVAL_CONCURRENCY,
         per_host_limit=settings.EVAL_PER_HOST_LIMIT,
+        allow_private=settings.ALLOW_PRIVATE_ENDPOINTS, allowed_networks=tuple(settings.ENDPOINT_ALLOWED_NETWORKS),
     )
 
 

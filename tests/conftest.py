@@ -95,6 +95,7 @@ def child_env(**overrides: str) -> dict[str, str]:
         SECRET_KEY=settings.SECRET_KEY,
         FIELD_ENCRYPTION_KEY=",".join(settings.FIELD_ENCRYPTION_KEYS),
         PYTHONPATH=str(ROOT),
+        ALLOW_PRIVATE_ENDPOINTS="true",  # the fake model servers listen on 127.0.0.1
     )
     env.pop("REDIS_URL", None)
     env.update(overrides)
@@ -174,6 +175,12 @@ def _publish_to_memory_by_default() -> None:
     from evalworkers.celery import app
 
     app.conf.broker_url = "memory://"
+
+
+@pytest.fixture(autouse=True)
+def _private_endpoints_allowed(settings) -> None:
+    """The fake model servers listen on 127.0.0.1, as in the demo; SSRF tests turn this off themselves."""
+    settings.ALLOW_PRIVATE_ENDPOINTS = True
 
 
 @pytest.fixture(autouse=True)

@@ -141,7 +141,9 @@ class FakeOpenAI:
         chunk_delay_s: float = 0.0,
         serve_models: bool = True,
         stream_usage: bool = True,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host  # any 127.x.y.z address works on Linux; SSRF tests use a second one
         self.models = list(models)
         self.api_key = api_key
         self.answer = answer
@@ -168,7 +170,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd = _Server((self.host, 0), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
         self._thread.daemon = True
         self._thread.start()
@@ -196,7 +198,7 @@ class FakeOpenAI:
     @property
     def url(self) -> str:
         """Server root without /v1 (the backend accepts either)."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:

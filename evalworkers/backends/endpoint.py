@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from evalworkers.backends.addresses import UnsafeAddressError, check_url, parse_networks
 from evalworkers.backends.base import GenerationRequest, GenerationResult
 from evalworkers.backends.concurrency import RequestOrBuilder, generate_many
+from evalworkers.backends.guarded import GuardedTransport, UnsafeEndpointError
 from evalworkers.backends.limits import host_key, host_semaphore
 from evalworkers.backends.retry import (
     CircuitBreaker,
@@ -72,7 +74,9 @@ class EndpointConfig:
 
     ``request_timeout_s`` bounds one attempt (and any silence while reading it); ``deadline_s`` bounds a whole
     sample, retries and waits included. ``per_host_limit`` is shared by every backend in the process that
-    talks to the same scheme://host:port.
+    talks to the same scheme://host:port. Unless ``allow_private``, every connection is checked at connect time
+    (``guarded.GuardedTransport``) and refused for loopback, private, link-local, metadata and other non-public
+    addresses, except those in ``allowed_networks`` (CIDR strings the operator trusts).
     """
 
     base_url: str
@@ -95,6 +99,8 @@ class EndpointConfig:
     trust_env: bool = False
     max_response_bytes: int = 8 * 1024 * 1024
     extra_body: Mapping[str, Any] | None = field(default=None, hash=False)
+    allow_private: bool = True
+    allowed_networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url.strip())
@@ -123,6 +129,7 @@ class EndpointConfig:
         if self.concurrency < 1 or self.per_host_limit < 1:
             raise ValueError("concurrency and per_host_limit must be at least 1")
         self.retry_policy()  # validates retry numbers
+        parse_networks(self.allowed_networks)  # validates the CIDR strings
 
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body this endpoint gets for ``request`` (raises ValueError for an unsendable request)."""
@@ -179,6 +186,7 @@ AttemptKind = Literal[
     "redirect",
     "not_openai",
     "too_large",
+    "blocked",
 ]
 
 
@@ -239,16 +247,23 @@ class EndpointBackend:
         self._policy = config.retry_policy()
         self._rng = rng or random.Random()
         self._owns_client = client is None
+        limits = httpx.Limits(
+            max_connections=max(config.concurrency, config.per_host_limit),
+            max_keepalive_connections=config.concurrency,
+        )
+        if client is None and not config.allow_private:
+            # Environment proxies would bypass the check (httpx mounts them over `transport`), so none here.
+            transport = GuardedTransport(
+                transport or httpx.HTTPTransport(verify=config.verify_tls, limits=limits),
+                allowed_networks=parse_networks(config.allowed_networks),
+            )
         self._client = client or httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(config.request_timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=max(config.concurrency, config.per_host_limit),
-                max_keepalive_connections=config.concurrency,
-            ),
+            limits=limits,
             verify=config.verify_tls,
             follow_redirects=False,
-            trust_env=config.trust_env,
+            trust_env=config.trust_env and config.allow_private,
             headers={"User-Agent": "longctx-leaderboard/0.1"},
         )
 
@@ -399,6 +414,8 @@ class EndpointBackend:
                 retryable=True,
                 latency_s=time.monotonic() - started,
             )
+        except UnsafeEndpointError as exc:
+            return Attempt("blocked", self._redact(str(exc)))
         except httpx.ConnectError as exc:
             detail = self._redact(_short(str(exc) or type(exc).__name__, 160))
             if _is_tls_error(exc):
@@ -419,6 +436,19 @@ class EndpointBackend:
             slots.release()
 
     # --- helpers ----------------------------------------------------------------------------------------
+
+    def _unsafe_redirect(self, current: str, location: str) -> str | None:
+        """Why a redirect target is refused (redirects are never followed; this only explains), else None."""
+        if self.config.allow_private:
+            return None
+        try:
+            check_url(urljoin(current, location), allow_private=False,
+                      allowed_networks=parse_networks(self.config.allowed_networks))
+        except UnsafeAddressError as exc:
+            return str(exc)
+        except ValueError:
+            return None
+        return None
 
     def _redact(self, text: str) -> str:
         return redact(text, self.config.api_key)
@@ -445,6 +475,14 @@ class EndpointBackend:
         status = response.status_code
         if 300 <= status < 400:
             location = response.headers.get("location", "?")
+            unsafe = self._unsafe_redirect(str(response.request.url), location)
+            if unsafe:
+                return Attempt(
+                    "blocked",
+                    self._redact(f"HTTP {status} redirect to {_short(location, 120)}, which is not followed: "
+                                 f"{unsafe}"),
+                    status=status,
+                )
             return Attempt(
                 "redirect",
                 self._redact(f"HTTP {status} redirect to {_short(location, 120)}; use the final URL instead"),

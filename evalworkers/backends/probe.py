@@ -38,7 +38,7 @@ class ProbeResult:
     """Outcome of the pre-flight probe.
 
     ``code`` is one of: ok, unreachable, tls, timeout, auth, route_not_found, unknown_model, not_openai,
-    context_too_small, redirect, rejected, rate_limited, server_error. ``retryable`` marks the codes worth
+    context_too_small, redirect, blocked, rejected, rate_limited, server_error. ``retryable`` marks the codes worth
     trying again later (timeouts, 429, 5xx) rather than failing the submission for good.
     """
 
@@ -133,6 +133,13 @@ class _Prober:
                 fix = "The server needs an API key; add one to the submission."
             return self.result(
                 "auth", f"{url} refused access (HTTP {attempt.status}{server}). {fix}", url=url
+            )
+        if attempt.kind == "blocked":
+            return self.result(
+                "blocked",
+                f"{url} was not contacted: {detail} If the model server is on a private network, the "
+                "deployment's operator can allow it (ALLOW_PRIVATE_ENDPOINTS or ENDPOINT_ALLOWED_NETWORKS).",
+                url=url,
             )
         if attempt.kind == "redirect":
             return self.result("redirect", f"{url} answered with a redirect ({attempt.reason}).", url=url)
