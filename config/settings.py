@@ -152,6 +152,7 @@ CELERY_TASK_ROUTES = {
     "evalworkers.tasks.start_submission": {"queue": "api"},
     "evalworkers.tasks.run_cell": {"queue": "api"},
     "evalworkers.tasks.run_local_cell": {"queue": "gpu"},
+    "evalworkers.tasks.start_local_submission": {"queue": "gpu"},
     "evalworkers.tasks.heartbeat": {"queue": "api"},
 }
 CELERY_TASK_ALWAYS_EAGER = env.env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -173,6 +174,16 @@ EVAL_BACKOFF_CAP_S = env.env_float("EVAL_BACKOFF_CAP_S", 30.0)
 EVAL_BREAKER_THRESHOLD = env.env_int("EVAL_BREAKER_THRESHOLD", 10, minimum=1)
 EVAL_STREAM = env.env_bool("EVAL_STREAM", default=True)
 EVAL_PROBE_TIMEOUT_S = env.env_float("EVAL_PROBE_TIMEOUT_S", 30.0, minimum=0.1)
+# Local models (queue "gpu"): where the reference model is prepared, the device and dtype, whether a repo id may
+# be fetched from a hub (off by default: workers use what is in the local cache), files some KV methods need, and
+# an optional cap on KV-cache memory past which a cell is recorded as out of memory.
+EVAL_MODELS_DIR = Path(env.env_str("EVAL_MODELS_DIR") or VAR_DIR / "models")
+EVAL_DOWNLOADS_DIR = Path(env.env_str("EVAL_DOWNLOADS_DIR") or VAR_DIR / "downloads")
+EVAL_LOCAL_DEVICE = env.env_str("EVAL_LOCAL_DEVICE") or "auto"
+EVAL_LOCAL_DTYPE = env.env_str("EVAL_LOCAL_DTYPE") or "auto"
+EVAL_LOCAL_OFFLINE = env.env_bool("EVAL_LOCAL_OFFLINE", default=True)
+KV_FILES_DIR = Path(env.env_str("KV_FILES_DIR")) if env.env_str("KV_FILES_DIR") else None
+EVAL_LOCAL_MEMORY_LIMIT_BYTES = env.env_int("EVAL_LOCAL_MEMORY_LIMIT_BYTES", 0, minimum=0)
 
 LOGGING = {
     "version": 1,

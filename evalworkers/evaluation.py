@@ -38,9 +38,13 @@ class CellSpec:
                                max_new_tokens=self.max_new_tokens, options=self.options)
 
     def request(self, sample: Sample) -> GenerationRequest:
+        context_end = len(sample.instruction) + len(sample.separators[0]) + len(sample.context)
         if self.api_mode == "completions":
-            return GenerationRequest(prompt=sample.as_completion_prompt(), max_new_tokens=sample.max_new_tokens)
-        return GenerationRequest(messages=sample.as_messages(), max_new_tokens=sample.max_new_tokens)
+            head = len(f"{sample.system_prompt}\n\n") if sample.system_prompt else 0
+            return GenerationRequest(prompt=sample.as_completion_prompt(), max_new_tokens=sample.max_new_tokens,
+                                     compress_until=head + context_end)
+        return GenerationRequest(messages=sample.as_messages(), max_new_tokens=sample.max_new_tokens,
+                                 compress_until=context_end)
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,21 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
         error=(result.error or "")[:1000], target_prompt_tokens=sample.prompt_tokens,
         prompt_tokens=result.prompt_tokens, output_tokens=result.completion_tokens, latency_s=result.latency_s,
         ttft_s=result.ttft_s,
-        metadata={**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample)},
+        metadata={**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample),
+                  **_measured(result)},
     )
+
+
+def _measured(result: GenerationResult) -> dict[str, Any]:
+    """What a local backend measured (efficiency, out of memory), kept with the sample."""
+    extra = result.extra or {}
+    found: dict[str, Any] = {}
+    if extra.get("efficiency"):
+        found["efficiency"] = extra["efficiency"]
+    if extra.get("oom"):
+        found["oom"] = True
+        found["reached_bytes"] = extra.get("reached_bytes")
+    return found
 
 
 def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, indices: Iterable[int], *,

@@ -6,6 +6,7 @@ acks_late) resumes where the last one stopped and never scores a sample twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -17,9 +18,11 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from evalworkers import local_runs
 from evalworkers.backends import CircuitBreaker, EndpointBackend, EndpointConfig, probe
-from evalworkers.benchmark import CalibratedCounter, RenderOptions, SpecError
+from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions, SpecError, TokenCounter
 from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
+from evalworkers.local_runs import SubmissionNotRunnable
 from leaderboard import rows
 from leaderboard.models import (
     Cell,
@@ -36,10 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CHARS_PER_TOKEN = 4.0
 FLUSH_EVERY_S = 0.5  # results are written, and cancellation checked, at least this often...
 FLUSH_EVERY_SAMPLES = 128  # ...or every this many samples
-
-
-class SubmissionNotRunnable(Exception):
-    """The submission cannot start; the message is shown to the submitter."""
 
 
 def engine_config(*, base_url: str, model: str, api_mode: str, api_key: str | None) -> EndpointConfig:
@@ -124,17 +123,19 @@ def start(sub_id: int) -> list[int]:
         return []
     if not sub.cells.exists():
         try:
-            if sub.model.kind != ModelKind.ENDPOINT:
-                raise SubmissionNotRunnable(
-                    "This deployment evaluates OpenAI-compatible endpoints only; local Hugging Face models "
-                    "need a GPU worker, which is not available yet."
-                )
-            _probe(sub)
+            if sub.model.kind == ModelKind.HUGGINGFACE:
+                local_runs.check(sub)
+            elif sub.model.kind == ModelKind.ENDPOINT:
+                _probe(sub)
+            else:
+                raise SubmissionNotRunnable("Reported results are imported, not evaluated.")
         except SubmissionNotRunnable as exc:
             fail_submission(sub.pk, str(exc))
             return []
         expand_grid(sub)
-    return list(sub.cells.exclude(status__in=CellStatus.ended()).values_list("pk", flat=True))
+    # Shortest lengths first: every task's first figures appear early, while the long cells still run.
+    open_cells = sub.cells.exclude(status__in=CellStatus.ended()).order_by("length", "task__key", "method", "-budget")
+    return list(open_cells.values_list("pk", flat=True))
 
 
 def cell_spec(cell: Cell) -> CellSpec:
@@ -150,6 +151,15 @@ def _counter(sub: Submission) -> CalibratedCounter:
     # Fixed per submission (from the probe), so a resumed cell regenerates exactly the same samples.
     ratio = (sub.probe_result or {}).get("chars_per_token") or DEFAULT_CHARS_PER_TOKEN
     return CalibratedCounter(float(ratio))
+
+
+def _backend_and_counter(cell: Cell) -> tuple[contextlib.AbstractContextManager, TokenCounter, int]:
+    """The model behind a cell, the counter that sizes its samples, and how many samples run at once."""
+    sub = cell.submission
+    if sub.model.kind == ModelKind.HUGGINGFACE:
+        backend = local_runs.backend(sub, cell.method, cell.budget)
+        return backend, HFTokenCounter(backend.loaded.tokenizer), 1
+    return EndpointBackend(endpoint_config(sub)), _counter(sub), settings.EVAL_CONCURRENCY
 
 
 def _store(cell: Cell, outcomes: list[SampleOutcome]) -> None:
@@ -203,16 +213,25 @@ def run_cell(cell_id: int) -> None:
         if not Submission.objects.filter(pk=sub.pk, status=SubmissionStatus.RUNNING).exists():
             stop.set()
 
+    out_of_memory: list[str] = []
+
     def on_outcome(outcome: SampleOutcome) -> None:
         pending.append(outcome)
+        if outcome.metadata.get("oom"):
+            # Longer prompts at this length and method would only fail the same way: the cell ends as a result.
+            out_of_memory.append(local_runs.oom_message(cell.length, outcome))
+            stop.set()
         if len(pending) >= FLUSH_EVERY_SAMPLES or time.monotonic() - progress["flushed"] >= FLUSH_EVERY_S:
             flush()
 
     error = ""
     try:
-        with EndpointBackend(endpoint_config(sub)) as backend:
-            evaluate_samples(cell_spec(cell), backend, _counter(sub), todo, concurrency=settings.EVAL_CONCURRENCY,
+        backend, counter, concurrency = _backend_and_counter(cell)
+        with backend:
+            evaluate_samples(cell_spec(cell), backend, counter, todo, concurrency=concurrency,
                              breaker=breaker, stop=stop, on_outcome=on_outcome)
+    except SubmissionNotRunnable as exc:
+        error = str(exc)
     except SpecError as exc:
         error = f"cannot build samples: {exc}"
     except SoftTimeLimitExceeded:
@@ -227,10 +246,13 @@ def run_cell(cell_id: int) -> None:
         error = error or "could not store the last results; they will be re-run"
     if breaker.is_open:
         error = breaker.message()
+    if out_of_memory and not error:
+        finish_cell(cell.pk, oom=out_of_memory[0])
+        return
     finish_cell(cell.pk, error=error, cancelled=stop.is_set() and not error)
 
 
-def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> None:
+def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False, oom: str = "") -> None:
     with transaction.atomic():
         cell = Cell.objects.select_for_update().select_related("submission").get(pk=cell_id)
         # A cell cancelled from outside (moderation.cancel) still gets its counters and score for what it did.
@@ -239,12 +261,14 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> No
             return
         # Only the columns the summary reads: predictions, prompts' metadata and answers stay in the database.
         stored = cell.samples.values_list("index", "score", "error", "metadata__target_prompt_tokens",
-                                        "prompt_tokens", "output_tokens", "latency_s", "ttft_s")
+                                        "prompt_tokens", "output_tokens", "latency_s", "ttft_s",
+                                        "metadata__efficiency")
         outcomes = [
             SampleOutcome(index=index, prediction="", expected=[], score=score, error=error,
                           target_prompt_tokens=target or 0, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                          latency_s=latency_s or 0.0, ttft_s=ttft_s, metadata={})
-            for index, score, error, target, prompt_tokens, output_tokens, latency_s, ttft_s in stored
+                          latency_s=latency_s or 0.0, ttft_s=ttft_s,
+                          metadata={"efficiency": efficiency} if efficiency else {})
+            for index, score, error, target, prompt_tokens, output_tokens, latency_s, ttft_s, efficiency in stored
         ]
         summary = summarize(outcomes, seed_parts=(cell.submission_id, cell.task_id, cell.length, cell.method,
                                                   cell.budget))
@@ -255,7 +279,11 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False) -> No
         cell.target_prompt_tokens_mean = summary.target_prompt_tokens_mean
         cell.prompt_token_mismatch = summary.prompt_token_mismatch
         cell.ttft_s, cell.decode_tokens_per_s = summary.ttft_s, summary.decode_tokens_per_s
-        if cancelled_before or (
+        for name, value in local_runs.cell_efficiency(outcomes).items():
+            setattr(cell, name, value)
+        if oom and not cancelled_before:
+            cell.status, cell.error = CellStatus.OOM, oom
+        elif cancelled_before or (
                 not error and (cancelled or cell.submission.status == SubmissionStatus.CANCELLED)):
             cell.status = CellStatus.CANCELLED
         elif error:

@@ -26,3 +26,17 @@ def start_submission(submission_id: int) -> int:
 @shared_task(name="evalworkers.tasks.run_cell")
 def run_cell(cell_id: int) -> None:
     runner.run_cell(cell_id)
+
+
+@shared_task(name="evalworkers.tasks.start_local_submission")
+def start_local_submission(submission_id: int) -> int:
+    """On a `gpu` worker: check the methods, load the model once, fan the cells out on the `gpu` queue."""
+    cell_ids = runner.start(submission_id)
+    for cell_id in cell_ids:
+        run_local_cell.delay(cell_id)
+    return len(cell_ids)
+
+
+@shared_task(name="evalworkers.tasks.run_local_cell")
+def run_local_cell(cell_id: int) -> None:
+    runner.run_cell(cell_id)

@@ -16,6 +16,7 @@ from leaderboard.models import (
     Cell,
     CellStatus,
     EventAction,
+    ModelKind,
     Submission,
     SubmissionEvent,
     SubmissionStatus,
@@ -23,6 +24,7 @@ from leaderboard.models import (
 )
 
 START_TASK = "evalworkers.tasks.start_submission"
+START_LOCAL_TASK = "evalworkers.tasks.start_local_submission"  # routed to the `gpu` queue
 
 
 class ActionNotAllowed(ValidationError):
@@ -39,7 +41,8 @@ def _locked(sub: Submission) -> Submission:
 
 def enqueue_start(sub: Submission) -> None:
     submission_id = sub.pk
-    transaction.on_commit(lambda: celery_app.send_task(START_TASK, args=[submission_id]))
+    task = START_LOCAL_TASK if sub.model.kind == ModelKind.HUGGINGFACE else START_TASK
+    transaction.on_commit(lambda: celery_app.send_task(task, args=[submission_id]))
 
 
 @transaction.atomic
@@ -140,3 +143,34 @@ def hide(sub: Submission, actor: AbstractBaseUser | None) -> Submission:
 
 def flag(sub: Submission, actor: AbstractBaseUser | None, note: str) -> Submission:
     return set_visibility(sub, actor, Visibility.FLAGGED, note)
+
+
+@transaction.atomic
+def withdraw(sub: Submission, actor: AbstractBaseUser | None) -> Submission:
+    """The submitter takes a completed result off the public leaderboard (staff can make it public again)."""
+    sub = _locked(sub)
+    if sub.status != SubmissionStatus.COMPLETED:
+        raise ActionNotAllowed(
+            f"Submission #{sub.pk} is {sub.get_status_display().lower()}; only a completed one can be withdrawn "
+            "(cancel a queued or running one instead)."
+        )
+    if sub.visibility == Visibility.HIDDEN:
+        raise ActionNotAllowed(f"Submission #{sub.pk} is already off the leaderboard.")
+    sub.visibility = Visibility.HIDDEN
+    sub.save(update_fields=["visibility"])
+    rows.refresh_visibility(sub.pk)
+    _log(sub, actor, EventAction.WITHDRAWN)
+    return sub
+
+
+@transaction.atomic
+def set_baseline(sub: Submission, actor: AbstractBaseUser | None, baseline: bool) -> Submission:
+    """Baselines are reference points the leaderboard shows apart (shaded), e.g. well-known open models."""
+    sub = _locked(sub)
+    if sub.is_baseline == baseline:
+        raise ActionNotAllowed(f"Submission #{sub.pk} is {'already' if baseline else 'not'} a baseline.")
+    sub.is_baseline = baseline
+    sub.save(update_fields=["is_baseline"])
+    rows.refresh_visibility(sub.pk)
+    _log(sub, actor, EventAction.BASELINE if baseline else EventAction.UNBASELINE)
+    return sub

@@ -18,6 +18,9 @@ class GenerationRequest:
     prompt: str | None = None
     max_new_tokens: int = 128
     stop: list[str] | None = None
+    # Where the part a KV press may compress ends: a character offset into the last user message (chat) or the
+    # prompt (completions); the question after it stays uncompressed. Endpoints ignore it.
+    compress_until: int | None = None
 
     def __post_init__(self) -> None:
         if self.messages is None and self.prompt is None:

@@ -1,4 +1,4 @@
-"""Run the evaluation of an endpoint synchronously, without the queue and without storing anything."""
+"""Run an evaluation synchronously (an endpoint, or a local model under KV methods), storing nothing."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evalworkers.backends import CircuitBreaker, EndpointBackend, probe
-from evalworkers.benchmark import CalibratedCounter, RenderOptions
+from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions
 from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
 from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN, engine_config
 from leaderboard.models import BenchmarkVersion
+
+EFFICIENCY_KEYS = {"kv_bytes": "kv_bytes", "kv_bytes_full": "kv_bytes_full", "kept_fraction": "kept_fraction",
+                   "physical": "physical", "peak_mem_bytes": "peak_memory_bytes", "prefill_s": "prefill_s",
+                   "ttft_s": "ttft_s", "decode_tps": "decode_tokens_per_s"}
 
 
 def _int_list(name: str, raw: str) -> list[int]:
@@ -25,6 +29,16 @@ def _int_list(name: str, raw: str) -> list[int]:
     return values
 
 
+def _budget_list(raw: str) -> list[float]:
+    try:
+        values = [float(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(f"--budgets takes comma-separated fractions, e.g. 1.0,0.5,0.25; got {raw!r}.") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise CommandError(f"--budgets takes fractions in (0, 1]; got {raw!r}.")
+    return values
+
+
 class Command(BaseCommand):
     help = ("Evaluate an OpenAI-compatible endpoint on a benchmark version now, in this process, storing nothing "
             "(to check an endpoint before submitting it).")
@@ -34,8 +48,16 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--endpoint", required=True, help="Base URL, e.g. http://127.0.0.1:8001/v1")
-        parser.add_argument("--model", required=True, help="Model name the endpoint serves.")
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--endpoint", help="Base URL, e.g. http://127.0.0.1:8001/v1")
+        target.add_argument("--local", help="A local model: 'reference', a model folder, a .gguf file or a "
+                                            "Hugging Face repo id in the local cache.")
+        parser.add_argument("--model", help="Model name the endpoint serves (with --endpoint).")
+        parser.add_argument("--revision", help="Hugging Face revision (with --local and a repo id).")
+        parser.add_argument("--methods", default="full",
+                            help="Comma-separated KV methods (with --local), e.g. full,snapkv,streaming_llm.")
+        parser.add_argument("--budgets", default="1.0",
+                            help="Comma-separated KV budgets (with --local), e.g. 1.0,0.5,0.25.")
         parser.add_argument("--api-key-env", help="Name of the environment variable holding the API key.")
         parser.add_argument("--mode", choices=["chat", "completions"], default="chat")
         parser.add_argument("--version", dest="version_slug", required=True,
@@ -62,6 +84,11 @@ class Command(BaseCommand):
         limit = opts["limit"] if opts["limit"] is not None else version.samples_per_cell
         if limit <= 0:
             raise CommandError(f"--limit must be a positive number of samples; got {limit}.")
+        if opts["local"]:
+            self._local(version, tasks, lengths, limit, opts)
+            return
+        if not opts["model"]:
+            raise CommandError("--model is required with --endpoint: the model name the endpoint serves.")
         api_key = None
         if opts["api_key_env"]:
             api_key = os.environ.get(str(opts["api_key_env"]))
@@ -98,5 +125,65 @@ class Command(BaseCommand):
                         shown = "-" if summary.score is None else f"{summary.score:6.1f}"
                         self.stdout.write(f"{task.key:<20} {length:>7} tokens  score {shown}  n={summary.n} "
                                           f"errors={summary.errors}")
+        if opts["json"]:
+            self.stdout.write(json.dumps(cells))
+
+    def _local(self, version: BenchmarkVersion, tasks: list, lengths: list[int], limit: int, opts: dict) -> None:
+        from evalworkers import local_runs
+        from evalworkers.backends.local import LocalBackend, ModelLoadError, load
+        from evalworkers.kv import registry
+
+        methods = [m.strip() for m in str(opts["methods"]).split(",") if m.strip()]
+        budgets = _budget_list(str(opts["budgets"]))
+        for name in methods:
+            try:
+                registry.method(name)
+            except registry.MethodError as exc:
+                raise CommandError(f"--methods: {exc}.") from None
+        points = [(m, 1.0) for m in methods if m == "full"] + [
+            (m, b) for m in methods if m != "full" for b in budgets]
+        for name, budget in points:
+            try:
+                registry.check_budget(name, budget)
+            except registry.MethodError as exc:
+                raise CommandError(f"--methods/--budgets: {exc}.") from None
+        aware = local_runs.query_aware(version)
+        config = local_runs.config_for(str(opts["local"]), opts["revision"], aware=aware)
+        try:
+            loaded = load(config)
+        except ModelLoadError as exc:
+            raise CommandError(f"--local: {exc}.") from None
+        counter = HFTokenCounter(loaded.tokenizer)
+        options = RenderOptions.from_version_params(version.params)
+        cells = []
+        for task in tasks:
+            for length in lengths:
+                spec = CellSpec(seed=version.seed, task_key=task.key, task_type=task.task_type, params=task.params,
+                                length=length, max_new_tokens=task.max_new_tokens, samples=limit, options=options)
+                for name, budget in points:
+                    try:
+                        backend = LocalBackend(loaded, name, budget, files_dir=config.files_dir, query_aware=aware,
+                                               memory_limit_bytes=config.memory_limit_bytes)
+                    except ModelLoadError as exc:
+                        raise CommandError(f"--methods: {exc}.") from None
+                    outcomes = evaluate_samples(spec, backend, counter, range(limit), concurrency=1)
+                    summary = summarize(outcomes, seed_parts=(version.slug, task.key, length, name, budget))
+                    figures = local_runs.cell_efficiency(outcomes)
+                    oom = next((o for o in outcomes if o.metadata.get("oom")), None)
+                    cell = {"task": task.key, "length": length, "method": name, "budget": budget,
+                            "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
+                            "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
+                            "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
+                            "status": "oom" if oom else "completed", "query_aware": aware,
+                            **{key: figures.get(field) for key, field in EFFICIENCY_KEYS.items()}}
+                    cells.append(cell)
+                    if not opts["json"]:
+                        shown = "-" if summary.score is None else f"{summary.score:6.1f}"
+                        kv = cell["kv_bytes"]
+                        self.stdout.write(
+                            f"{task.key:<20} {length:>7} tokens  {name:<18} {budget:>5g}  score {shown}  "
+                            f"n={summary.n} errors={summary.errors}  "
+                            f"kv={'-' if kv is None else f'{kv / 2**20:.1f} MiB'}"
+                            + ("  OOM" if oom else ""))
         if opts["json"]:
             self.stdout.write(json.dumps(cells))

@@ -1,0 +1,147 @@
+"""Greedy generation under a KV plan, with its efficiency measured.
+
+Context-only (kvpress's setting, the default): the context is prefilled under the press, then the question is
+appended uncompressed at the positions it would have had. Query-aware: context and question are prefilled and
+compressed together. The full cache prefills the whole prompt in one pass, exactly as ``model.generate`` does,
+so a 100% budget reproduces the uncompressed model token for token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from transformers import DynamicCache, QuantizedCache
+
+from evalworkers.kv.measure import (
+    KVOutOfMemory,
+    PeakMemory,
+    Timer,
+    cache_bytes,
+    full_cache_bytes,
+)
+from evalworkers.kv.registry import KVPlan
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    prompt_tokens: int
+    compressed_tokens: int  # tokens that went through the press (context only, or the whole prompt)
+    kv_bytes: int  # measured after prefill, over the compressed part
+    kv_bytes_full: int  # the same tokens' uncompressed cache
+    kept_fraction: float  # measured bytes / full bytes, or the logical fraction for masking methods
+    physical: bool
+    query_aware: bool
+    peak_mem_bytes: int
+    prefill_s: float
+    ttft_s: float
+    decode_tps: float | None
+    output_tokens: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def attention(model: Any, implementation: str) -> Iterator[None]:
+    """Switch the attention implementation for one generation (H2O needs eager attention weights)."""
+    current = model.config._attn_implementation
+    if current == implementation:
+        yield
+        return
+    model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(current)
+
+
+@contextlib.contextmanager
+def memory_cap(model: Any, cache: Any, meter: PeakMemory, limit: int | None) -> Iterator[None]:
+    """Raise KVOutOfMemory as soon as, after any decoder layer, the KV cache (or the device's allocation above
+    the baseline, on CUDA) passes `limit` bytes: a cap the backend enforces, so an OOM is tested for real."""
+    if not limit:
+        yield
+        return
+
+    def check(module: Any, args: Any, output: Any) -> None:
+        held = cache_bytes(cache)
+        if meter.device.type == "cuda":
+            held = max(held, meter.current())
+        if held > limit:
+            raise KVOutOfMemory(f"needed more than the {limit:,}-byte memory cap", reached=held)
+
+    layers = model.model.language_model.layers if hasattr(model.model, "language_model") else model.model.layers
+    hooks = [layer.register_forward_hook(check) for layer in layers]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _new_cache(model: Any, plan: KVPlan) -> Any:
+    if plan.quant_bits is not None:
+        return QuantizedCache(backend="quanto", config=model.config, nbits=plan.quant_bits)
+    return DynamicCache()
+
+
+@torch.inference_mode()
+def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, plan: KVPlan, *, max_new_tokens: int,
+             eos_ids: Sequence[int], query_aware: bool = False,
+             memory_limit_bytes: int | None = None) -> tuple[list[int], Efficiency]:
+    """Generate greedily after prefix+suffix (1 x n token tensors); only the prefix is compressed unless
+    `query_aware` (or the plan is the full cache, which compresses nothing)."""
+    device = model.device
+    prefix_ids, suffix_ids = prefix_ids.to(device), suffix_ids.to(device)
+    whole = torch.cat([prefix_ids, suffix_ids], dim=1)
+    one_pass = plan.is_full or query_aware or suffix_ids.shape[1] == 0
+    compressed = whole if one_pass else prefix_ids
+    cache = _new_cache(model, plan)
+    press = plan.press(model) if plan.press is not None else contextlib.nullcontext()
+    dtype = next(model.parameters()).dtype
+    stop = set(int(i) for i in eos_ids)
+    timer = Timer(device)
+    meter = PeakMemory(device)
+    tokens: list[int] = []
+    try:
+        with meter, attention(model, "eager" if plan.needs_eager else model.config._attn_implementation), \
+                memory_cap(model, cache, meter, memory_limit_bytes):
+            timer.start()
+            with press:
+                out = model(input_ids=compressed, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            prefill_s = timer.elapsed()
+            kv_bytes = cache_bytes(cache)
+            position = whole.shape[1]
+            if not one_pass:  # the question, uncompressed, at the positions it has in the full prompt
+                positions = torch.arange(prefix_ids.shape[1], position, device=device).unsqueeze(0)
+                out = model(input_ids=suffix_ids, past_key_values=cache, position_ids=positions, logits_to_keep=1)
+            next_id = out.logits[0, -1].argmax()
+            tokens.append(int(next_id))
+            ttft_s = timer.elapsed()
+            while len(tokens) < max_new_tokens and tokens[-1] not in stop:
+                out = model(input_ids=next_id.view(1, 1), past_key_values=cache,
+                            position_ids=torch.tensor([[position]], device=device))
+                position += 1
+                next_id = out.logits[0, -1].argmax()
+                tokens.append(int(next_id))
+            total_s = timer.elapsed()
+    except torch.cuda.OutOfMemoryError as exc:
+        raise KVOutOfMemory(f"CUDA out of memory: {str(exc).splitlines()[0][:200]}", reached=meter.peak) from None
+    except MemoryError:
+        raise KVOutOfMemory("the process ran out of memory", reached=meter.peak) from None
+    full = full_cache_bytes(model.config, compressed.shape[1], dtype)
+    kept = kv_bytes / full if full else 1.0
+    if not plan.physical:
+        kept = plan.budget  # masked, not freed: the bytes stay the full cache's, the fraction is logical
+    decoded = len(tokens) - 1
+    return tokens, Efficiency(
+        prompt_tokens=whole.shape[1], compressed_tokens=compressed.shape[1], kv_bytes=kv_bytes,
+        kv_bytes_full=full, kept_fraction=kept, physical=plan.physical, query_aware=query_aware and not plan.is_full,
+        peak_mem_bytes=meter.peak, prefill_s=prefill_s, ttft_s=ttft_s,
+        decode_tps=decoded / (total_s - ttft_s) if decoded > 0 and total_s > ttft_s else None,
+        output_tokens=len(tokens),
+    )
