@@ -1,10 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from leaderboard import submission_views
+
 admin.site.site_header = "LongCtx Leaderboard admin"
 admin.site.site_title = "LongCtx admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/signup/", submission_views.signup, name="signup"),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("", include("leaderboard.urls")),
 ]

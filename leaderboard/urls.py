@@ -1,6 +1,6 @@
 from django.urls import path
 
-from leaderboard import api, views
+from leaderboard import api, submission_views, views
 
 app_name = "leaderboard"
 
@@ -15,6 +15,12 @@ urlpatterns = [
     path("status/", views.status, name="status"),
     path("status/workers.json", views.workers_status, name="workers-status"),
     path("healthz", views.healthz, name="healthz"),
+    path("submit/", submission_views.submit, name="submit"),
+    path("submissions/", submission_views.my_submissions, name="my-submissions"),
+    path("submissions/<int:submission_id>/", submission_views.submission_status, name="submission"),
+    path("submissions/<int:submission_id>/progress.json", submission_views.submission_progress,
+         name="submission-progress"),
+    path("submissions/<int:submission_id>/actions", submission_views.submission_action, name="submission-action"),
     path("api/v1/versions", api.versions, name="api-versions"),
     path("api/v1/leaderboard", api.leaderboard, name="api-leaderboard"),
     path("api/v1/submissions/<int:submission_id>", api.submission, name="api-submission"),

@@ -66,3 +66,25 @@ def make_completed(version: BenchmarkVersion, name: str, scores: dict[int, float
     Cell.objects.bulk_create(cells)
     rows.recompute(sub.pk)
     return sub
+
+
+def make_default_version(slug: str = "t1", **fields: Any) -> BenchmarkVersion:
+    """A published version that the submission form preselects."""
+    from leaderboard import versioning
+
+    version = make_version(slug, publish=True, **fields)
+    versioning.make_default(version)
+    version.refresh_from_db()
+    return version
+
+
+def submission_post(**overrides: Any) -> dict[str, Any]:
+    """What a person fills into the submission form for an endpoint (override any field)."""
+    data: dict[str, Any] = {
+        "kind": "endpoint", "display_name": "Llama-Test-8B", "organisation": "Test Lab", "version": "t1",
+        "claimed_context": "131072", "parameters_b": "8", "model_card_url": "https://example.org/card",
+        "paper_url": "", "endpoint_url": "http://127.0.0.1:9/v1", "api_mode": "chat",
+        "api_model_name": "llama-test", "api_key": "", "tokenizer_hint": "", "hf_repo": "", "hf_revision": "",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}

@@ -156,6 +156,8 @@ class EventAction(models.TextChoices):
     SHOWN = "shown", "Made public"
     FLAGGED = "flagged", "Flagged"
     BASELINE = "baseline", "Marked baseline"
+    UNBASELINE = "unbaseline", "Baseline mark removed"
+    WITHDRAWN = "withdrawn", "Withdrawn by the submitter"
     STARTED = "started", "Started"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
