@@ -82,7 +82,7 @@ def estimate(sub: Submission, done: int, total: int, position: int | None,
     if sub.status == SubmissionStatus.RUNNING and done and total and sub.started_at:
         elapsed = (now - sub.started_at).total_seconds()
         left = elapsed / done * (total - done)
-        return {"seconds": round(left), "text": f"{humanize(left)} left at the current pace"}
+        return {"seconds": round(left), "text": f"{humanize(left)} at the current pace"}
     if sub.status in (SubmissionStatus.QUEUED, SubmissionStatus.RUNNING):
         typical = typical_duration(sub)
         if typical is None:

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='submissionevent',
             name='action',
-            field=models.CharField(choices=[('submitted', 'Submitted'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('cancelled', 'Cancelled'), ('rerun', 'Re-run'), ('hidden', 'Hidden'), ('shown', 'Made public'), ('flagged', 'Flagged'), ('baseline', 'Marked baseline'), ('unbaseline', 'Baseline mark removed'), ('withdrawn', 'Withdrawn by the submitter'), ('started', 'Started'), ('completed', 'Completed'), ('failed', 'Failed')], max_length=12),
+            field=models.CharField(choices=[('submitted', 'Submitted'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('cancelled', 'Cancelled'), ('rerun', 'Re-run'), ('hidden', 'Hidden'), ('shown', 'Made public'), ('flagged', 'Flagged'), ('baseline', 'Marked baseline'), ('unbaseline', 'Baseline mark removed'), ('withdrawn', 'Withdrawn'), ('started', 'Started'), ('completed', 'Completed'), ('failed', 'Failed')], max_length=12),
         ),
     ]

@@ -157,7 +157,7 @@ class EventAction(models.TextChoices):
     FLAGGED = "flagged", "Flagged"
     BASELINE = "baseline", "Marked baseline"
     UNBASELINE = "unbaseline", "Baseline mark removed"
-    WITHDRAWN = "withdrawn", "Withdrawn by the submitter"
+    WITHDRAWN = "withdrawn", "Withdrawn"
     STARTED = "started", "Started"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
