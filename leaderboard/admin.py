@@ -169,13 +169,13 @@ class SubmissionAdmin(admin.ModelAdmin):
     list_filter = ("status", "version", "visibility", "model__kind", "is_baseline")
     search_fields = ("model__display_name", "model__api_model_name", "submitter__username")
     list_select_related = ("model", "version", "submitter")
-    readonly_fields = ("status", "has_api_key", "run_number", "failure_reason", "probe_result", "cells_total",
-                       "cells_done", "samples_total", "samples_done", "samples_errored", "created_at",
-                       "queued_at", "started_at", "finished_at")
-    fields = ("model", "version", "submitter", "kv_methods", "kv_budgets", "visibility", "public_note",
-              "is_baseline", *readonly_fields)
+    # Visibility and the baseline mark change only through the logged actions below (and the status page).
+    readonly_fields = ("status", "visibility", "is_baseline", "has_api_key", "run_number", "failure_reason",
+                       "probe_result", "cells_total", "cells_done", "samples_total", "samples_done",
+                       "samples_errored", "created_at", "queued_at", "started_at", "finished_at")
+    fields = ("model", "version", "submitter", "kv_methods", "kv_budgets", "public_note", *readonly_fields)
     inlines = (SubmissionEventInline,)
-    actions = ("approve", "cancel", "rerun", "hide", "flag")
+    actions = ("approve", "cancel", "rerun", "hide", "show", "flag", "mark_baseline", "unmark_baseline")
     change_list_template = "admin/leaderboard/submission/change_list.html"
 
     def get_urls(self) -> list:
@@ -220,6 +220,19 @@ class SubmissionAdmin(admin.ModelAdmin):
     @admin.action(description="Hide from the leaderboard")
     def hide(self, request: HttpRequest, queryset: QuerySet) -> None:
         _apply(self, request, queryset, lambda s: moderation.hide(s, request.user), "Hid")
+
+    @admin.action(description="Make public on the leaderboard")
+    def show(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, lambda s: moderation.set_visibility(s, request.user, Visibility.PUBLIC),
+               "Made public")
+
+    @admin.action(description="Mark as baseline")
+    def mark_baseline(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, lambda s: moderation.set_baseline(s, request.user, True), "Marked")
+
+    @admin.action(description="Remove the baseline mark")
+    def unmark_baseline(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _apply(self, request, queryset, lambda s: moderation.set_baseline(s, request.user, False), "Unmarked")
 
     @admin.action(description="Flag (uses each submission's public note)")
     def flag(self, request: HttpRequest, queryset: QuerySet) -> None:

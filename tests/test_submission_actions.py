@@ -244,3 +244,13 @@ def test_a_note_that_is_too_long_is_refused(client, charlie, completed) -> None:
     page = act(client, completed, "flag", "x" * 2001, follow=True).content.decode()
     assert "Keep the note under 2000 characters" in page
     assert Submission.objects.get(pk=completed.pk).visibility == Visibility.PUBLIC
+
+
+def test_in_the_admin_visibility_and_baseline_change_only_through_logged_actions(client, charlie, completed) -> None:
+    client.force_login(charlie)
+    changelist = "/admin/leaderboard/submission/"
+    client.post(changelist, {"action": "mark_baseline", "_selected_action": [completed.pk]})
+    assert LeaderboardRow.objects.get(submission=completed).is_baseline
+    assert last_event(completed).action == EventAction.BASELINE and last_event(completed).actor == charlie
+    form = client.get(f"{changelist}{completed.pk}/change/").content.decode()
+    assert 'name="is_baseline"' not in form and 'name="visibility"' not in form
