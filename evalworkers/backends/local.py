@@ -10,6 +10,7 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,8 @@ class LocalBackend:
     def encode(self, text: str) -> Any:
         return self.loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    def generate(self, request: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
+        """`on_text`, when given, receives the answer's new text as tokens are decoded (for streaming)."""
         from evalworkers.kv.generation import generate
         from evalworkers.kv.measure import KVOutOfMemory
 
@@ -219,16 +221,29 @@ class LocalBackend:
             return GenerationResult.failure(
                 f"prompt of {prompt_tokens} tokens + {request.max_new_tokens} new tokens exceeds the model's "
                 f"{window}-token window", attempts=1)
+        stop = set(self.loaded.eos_ids)
+        streamed: list[int] = []
+        sent = [""]
+
+        def on_token(token: int) -> None:
+            if on_text is None or token in stop:
+                return
+            streamed.append(token)
+            text = self.loaded.tokenizer.decode(streamed, skip_special_tokens=True)
+            if len(text) > len(sent[0]) and not text.endswith("\ufffd"):  # whole characters only
+                on_text(text[len(sent[0]):])
+                sent[0] = text
+
         with self._lock:  # one generation at a time: the model and the timings are not shared
             try:
                 tokens, eff = generate(self.loaded.model, prefix_ids, suffix_ids, self.plan,
                                        max_new_tokens=request.max_new_tokens, eos_ids=self.loaded.eos_ids,
-                                       query_aware=self.query_aware, memory_limit_bytes=self.memory_limit_bytes)
+                                       query_aware=self.query_aware, memory_limit_bytes=self.memory_limit_bytes,
+                                       on_token=on_token)
             except KVOutOfMemory as exc:
                 return GenerationResult(error=f"out of memory: {exc}", attempts=1,
                                         latency_s=time.perf_counter() - started, prompt_tokens=prompt_tokens,
                                         extra={"oom": True, "reached_bytes": exc.reached})
-        stop = set(self.loaded.eos_ids)
         text = self.loaded.tokenizer.decode([t for t in tokens if t not in stop], skip_special_tokens=True)
         return GenerationResult(
             text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=eff.output_tokens,

@@ -9,7 +9,7 @@ so a 100% budget reproduces the uncompressed model token for token.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -91,8 +91,8 @@ def _new_cache(model: Any, plan: KVPlan) -> Any:
 
 @torch.inference_mode()
 def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, plan: KVPlan, *, max_new_tokens: int,
-             eos_ids: Sequence[int], query_aware: bool = False,
-             memory_limit_bytes: int | None = None) -> tuple[list[int], Efficiency]:
+             eos_ids: Sequence[int], query_aware: bool = False, memory_limit_bytes: int | None = None,
+             on_token: Callable[[int], None] | None = None) -> tuple[list[int], Efficiency]:
     """Generate greedily after prefix+suffix (1 x n token tensors); only the prefix is compressed unless
     `query_aware` (or the plan is the full cache, which compresses nothing)."""
     device = model.device
@@ -122,12 +122,16 @@ def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, pla
             next_id = out.logits[0, -1].argmax()
             tokens.append(int(next_id))
             ttft_s = timer.elapsed()
+            if on_token is not None:
+                on_token(tokens[-1])
             while len(tokens) < max_new_tokens and tokens[-1] not in stop:
                 out = model(input_ids=next_id.view(1, 1), past_key_values=cache,
                             position_ids=torch.tensor([[position]], device=device))
                 position += 1
                 next_id = out.logits[0, -1].argmax()
                 tokens.append(int(next_id))
+                if on_token is not None:
+                    on_token(tokens[-1])
             total_s = timer.elapsed()
     except torch.cuda.OutOfMemoryError as exc:
         raise KVOutOfMemory(f"CUDA out of memory: {str(exc).splitlines()[0][:200]}", reached=meter.peak) from None
