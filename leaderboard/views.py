@@ -94,6 +94,7 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
     points = [{"method": r.method, "budget": r.budget, "score": r.average, "kv_bytes": r.kv_bytes_mean}
               for r in rows if r.average is not None]
     depth = samples.depth_points(sub)
+    measured = efficiency.measured(sub)
     at_length = _chosen_length(request, lengths)
     failures_only = request.GET.get("failures") == "1"
     task_filter = request.GET.get("task", "")
@@ -109,6 +110,8 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
         "at_length": at_length, "keep_table": efficiency.budget_to_keep(rows, lengths) if len(rows) > 1 else [],
         "keep_percent": round(efficiency.KEEP_FRACTION * 100),
         "pareto_div": charts.to_div(charts.pareto_figure(points)) if len(rows) > 1 else "",
+        "measured": measured, "oom_sentences": efficiency.oom_summary(measured),
+        "query_aware": bool((version.params or {}).get("query_aware")),
         "depth_div": charts.to_div(charts.depth_heatmap_figure(depth, lengths)) if depth else "",
         "cells": sub.cells.select_related("task").order_by("task__key", "length", "method", "-budget"),
         "page": page, "failures_only": failures_only, "task_filter": task_filter,

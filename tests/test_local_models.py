@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from kombu import Connection
 
 from evalworkers import runner
@@ -15,6 +16,7 @@ from evalworkers.backends.local import LocalBackend, LocalModelConfig, load
 from evalworkers.benchmark import HFTokenCounter
 from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
 from evalworkers.tasks import start_local_submission
+from leaderboard import rows
 from leaderboard.models import CellStatus, ModelKind, Submission, SubmissionStatus
 from tests.conftest import wait_for
 from tests.factories import make_entry, make_submission, make_version
@@ -78,7 +80,8 @@ def test_a_local_submission_runs_through_a_gpu_worker_with_efficiency_figures(
 
 
 @pytest.mark.django_db
-def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(reference, settings) -> None:
+def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(reference, settings,
+                                                                               client) -> None:
     sub = local_submission(methods=["full", "streaming_llm"], budgets=[1.0, 0.25], lengths=[1024], samples=1)
     # A cap the backend enforces: between SmolLM2's full cache at 1K tokens (~23 MB) and a quarter of it.
     settings.EVAL_LOCAL_MEMORY_LIMIT_BYTES = 10 * 2**20
@@ -90,6 +93,10 @@ def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(r
     fits = sub.cells.get(method="streaming_llm")
     assert full.status == CellStatus.OOM and "out of memory at 1,024 tokens" in full.error and "MiB" in full.error
     assert fits.status == CellStatus.COMPLETED and fits.score is not None
+    rows.recompute(sub.pk)
+    page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
+    assert "full 100% runs out of memory at 1,024 tokens; streaming_llm 25% fits" in page
+    assert "Measured memory and speed" in page and "context only" in page
 
 
 @pytest.mark.django_db
