@@ -43,6 +43,16 @@ def test_json_output_lists_every_cell_with_scores_and_stores_nothing(server, mon
     assert 0.0 <= cells[0]["score"] <= 100.0
 
 
+def test_an_operator_checks_a_localhost_endpoint_even_where_the_web_refuses_private_ones(
+        server, monkeypatch, settings) -> None:
+    settings.ALLOW_PRIVATE_ENDPOINTS = False  # the web form and workers would refuse 127.0.0.1 here
+    make_version("cli3", publish=True, lengths=[512], samples_per_cell=2)
+    monkeypatch.setenv("CLI_KEY", "sk-cli")
+    cells = json.loads(evaluate("--endpoint", server.base_url, "--model", "fake-model", "--api-key-env",
+                                "CLI_KEY", "--version", "cli3", "--json"))
+    assert cells[0]["n"] == 2 and cells[0]["errors"] == 0
+
+
 def test_the_score_matches_what_the_model_answered(server, monkeypatch) -> None:
     make_version("cli2", publish=True, lengths=[512], samples_per_cell=6)
     monkeypatch.setenv("CLI_KEY", "sk-cli")
