@@ -78,7 +78,10 @@ def test_a_submission_completes_through_a_real_worker_with_the_expected_scores(
     assert_scores_match_the_model(sub)
     assert all(r.prompt_tokens and r.latency_s is not None for r in SampleResult.objects.filter(cell__submission=sub))
     assert KEY not in worker.output()
-    row = LeaderboardRow.objects.get(submission=sub)  # recomputed by the worker when the submission completed
+    # The worker recomputes the row right after the completing transaction commits: a moment after the status.
+    wait_for(lambda: LeaderboardRow.objects.filter(submission=sub).exists(), 30, "the leaderboard row",
+             worker.output)
+    row = LeaderboardRow.objects.get(submission=sub)
     cells = {c.length: c.score for c in sub.cells.all()}
     assert row.scores_by_length == {str(k): v for k, v in cells.items()}
     assert row.average == pytest.approx(sum(cells.values()) / len(cells))
