@@ -86,8 +86,7 @@ KV_LOSS = {
     "knorm": {"retrieval": 0.5, "tracing": 0.45, "aggregation": 0.35, "qa": 0.4},
     "keydiff": {"retrieval": 0.28, "tracing": 0.3, "aggregation": 0.25, "qa": 0.25},
     "chunkkv": {"retrieval": 0.18, "tracing": 0.25, "aggregation": 0.2, "qa": 0.18},
-    "quantized_quanto": {"retrieval": 0.04, "tracing": 0.05, "aggregation": 0.05, "qa": 0.04},
-    "quantized_hqq": {"retrieval": 0.05, "tracing": 0.06, "aggregation": 0.06, "qa": 0.05},
+    "kv_quant": {"retrieval": 0.04, "tracing": 0.05, "aggregation": 0.05, "qa": 0.04},
 }
 DEFAULT_KV_LOSS = {"retrieval": 0.3, "tracing": 0.3, "aggregation": 0.25, "qa": 0.25}
 

@@ -19,6 +19,7 @@ from django.core.validators import URLValidator
 
 from evalworkers.backends import EndpointConfig
 from evalworkers.backends.addresses import UnsafeAddressError, check_url, ip_literal, parse_networks
+from evalworkers.kv import registry as kv_registry
 from leaderboard.models import ApiMode, BenchmarkVersion, ModelKind
 from leaderboard.submitting import DEFAULT_REVISION, SubmissionRequest
 
@@ -243,10 +244,25 @@ class SubmissionForm(forms.Form):
         if odd:
             self.add_error("kv_budgets", f"Version {version.slug} offers budgets "
                                          f"{', '.join(f'{b:g}' for b in sorted(offered_budgets)) or 'none'}.")
+        if "kv_methods" not in self.errors and "kv_budgets" not in self.errors:
+            self._check_runnable(methods, chosen, data.get("hf_repo") or "")
         if methods and not budgets and "kv_budgets" not in self.errors:
             self.add_error("kv_budgets", "Choose at least one budget for the chosen methods.")
         if budgets and not methods and "kv_methods" not in self.errors:
             self.add_error("kv_methods", "Choose at least one method to run at the chosen budgets.")
+
+    def _check_runnable(self, methods: list[str], budgets: list[float], repo: str) -> None:
+        """Combinations the workers cannot run (ThinK below 0.5, a method whose files are not configured)."""
+        for method in methods:
+            try:
+                info = kv_registry.method(method)
+                if info.needs_files:
+                    kv_registry.files_for(info, settings.KV_FILES_DIR, repo)
+                for budget in budgets:
+                    kv_registry.check_budget(method, budget)
+            except kv_registry.MethodError as exc:
+                self.add_error("kv_methods", f"{method}: {exc}.")
+                return
 
     def to_request(self) -> SubmissionRequest:
         d = self.cleaned_data

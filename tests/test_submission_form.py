@@ -136,6 +136,16 @@ def test_kv_methods_and_budgets_must_be_offered_by_the_chosen_version(as_alice, 
     assert ok.status_code == 302
 
 
+def test_a_method_the_workers_cannot_run_at_a_budget_or_without_its_files_is_refused(as_alice) -> None:
+    other = make_default_version("t3", kv_methods=["full", "think", "duo_attention"], kv_budgets=[1.0, 0.5, 0.25])
+    errors = field_errors(as_alice.post(SUBMIT, {**local_post(version=other.slug), "kv_methods": ["think"],
+                                                 "kv_budgets": ["0.25"]}))
+    assert errors == {"kv_methods": ["think: think cannot keep less than 0.5 of the cache; asked for 0.25."]}
+    errors = field_errors(as_alice.post(SUBMIT, {**local_post(version=other.slug), "kv_methods": ["duo_attention"],
+                                                 "kv_budgets": ["0.5"]}))
+    assert "duo_attention needs files" in errors["kv_methods"][0] and "KV_FILES_DIR" in errors["kv_methods"][0]
+
+
 def test_chosen_methods_need_a_budget_and_budgets_need_a_method(as_alice) -> None:
     errors = field_errors(as_alice.post(SUBMIT, {**local_post(), "kv_methods": ["snapkv"]}))
     assert errors == {"kv_budgets": ["Choose at least one budget for the chosen methods."]}

@@ -9,11 +9,9 @@ from django.db import models
 from django.db.models import Q
 
 from evalworkers.benchmark import SpecError, category_of, validate_task
+from evalworkers.kv import registry as kv_registry
 
-KNOWN_KV_METHODS = (
-    "full", "streaming_llm", "snapkv", "pyramidkv", "tova", "knorm", "observed_attention",
-    "expected_attention", "keydiff", "chunkkv", "quantized_quanto", "quantized_hqq",
-)
+KNOWN_KV_METHODS = tuple(kv_registry.METHODS)  # the worker's registry is the one list of methods
 
 
 class VersionStatus(models.TextChoices):
