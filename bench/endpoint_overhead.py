@@ -59,6 +59,7 @@ def configure(args: argparse.Namespace) -> str:
     # The per-host cap (default 16) would otherwise hold the engine below the ceiling's concurrency.
     os.environ["EVAL_PER_HOST_LIMIT"] = str(args.concurrency)
     os.environ["EVAL_STREAM"] = "false"
+    os.environ["ALLOW_PRIVATE_ENDPOINTS"] = "true"  # the instant-answer server listens on 127.0.0.1
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     return var_dir
 
