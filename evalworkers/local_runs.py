@@ -68,9 +68,15 @@ def check(sub: Any) -> None:
     try:
         loaded = load(_config(sub))
     except ModelLoadError as exc:
-        Submission.objects.filter(pk=sub.pk).update(probe_result={"ok": False, "kind": "local", "message": str(exc)})
+        Submission.objects.filter(pk=sub.pk).update(
+            probe_result={"ok": False, "kind": "local", "code": "model_load", "message": str(exc)})
         raise SubmissionNotRunnable(str(exc)) from None
     facts = {"ok": True, "kind": "local", "query_aware": query_aware(sub.version), **loaded.describe()}
+    facts["message"] = (f"loaded {facts['model']} ({facts['architecture']}, {facts['layers']} layers, "
+                        f"{facts['dtype'].removeprefix('torch.')} on {facts['device']}"
+                        + (f", {facts['context_window']:,}-token window" if facts["context_window"] else "")
+                        + f") in {facts['load_s']:.1f}s")
+    facts["server_context"] = facts["context_window"]
     Submission.objects.filter(pk=sub.pk).update(probe_result=facts)
     window = loaded.context_window
     if window and window < sub.version.max_length:

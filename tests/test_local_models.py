@@ -68,6 +68,7 @@ def test_a_local_submission_runs_through_a_gpu_worker_with_efficiency_figures(
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.COMPLETED, (sub.failure_reason, worker.output()[-3000:])
     assert sub.probe_result["kind"] == "local" and sub.probe_result["layers"] == 30
+    assert "LlamaForCausalLM, 30 layers" in sub.probe_result["message"]
     cells = {(c.method, c.budget): c for c in sub.cells.all()}
     assert set(cells) == {("full", 1.0), ("streaming_llm", 0.25)}
     full, streaming = cells[("full", 1.0)], cells[("streaming_llm", 0.25)]
