@@ -7,7 +7,6 @@ asked for. Loading never reaches a hub when ``offline`` is set: a repo id must a
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -254,11 +253,3 @@ class LocalBackend:
 
     def close(self) -> None:
         free_memory()
-
-
-def threads_for_cpu() -> None:
-    """Use every core for one generation at a time (torch defaults to fewer inside some containers)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
