@@ -224,3 +224,18 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory, reference_models_dir: P
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_sessions_before_teardown(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Worker and server processes the tests started have exited, but PostgreSQL may not have noticed their
+    closed sockets yet; end those sessions so the test database can be dropped cleanly."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
