@@ -131,8 +131,9 @@ def test_a_method_that_cannot_run_says_why(method: str, budget: float, message: 
         registry.plan(method, budget)
 
 
-def test_methods_needing_files_are_offered_only_when_the_files_are_there(tmp_path: Path) -> None:
-    assert "duo_attention" not in registry.offered(None)
+def test_a_method_needing_files_finds_them_under_kv_files_dir_for_its_model(tmp_path: Path) -> None:
+    duo = registry.METHODS["duo_attention"]
+    with pytest.raises(registry.MethodError, match="that folder does not exist"):
+        registry.files_for(duo, tmp_path, "org/some-model")
     (tmp_path / "duo_attention" / "some-model").mkdir(parents=True)
-    assert "duo_attention" in registry.offered(tmp_path, "org/some-model")
-    assert "qfilter" not in registry.offered(tmp_path, "org/some-model")
+    assert registry.files_for(duo, tmp_path, "org/some-model") == tmp_path / "duo_attention" / "some-model"

@@ -179,16 +179,3 @@ def plan(name: str, budget: float, *, files_dir: Path | None = None, model_name:
         return KVPlan(method=name, budget=budget, quant_bits=quant_bits(budget))
     press = _press_factories()[name](1.0 - budget, files_dir, model_name)
     return KVPlan(method=name, budget=budget, press=press, physical=m.physical, needs_eager=m.needs_eager)
-
-
-def offered(files_dir: Path | None = None, model_name: str = "") -> dict[str, str]:
-    """Methods that can run here, name -> label; those needing files appear only when their files exist."""
-    result = {}
-    for m in METHODS.values():
-        if m.needs_files:
-            try:
-                files_for(m, files_dir, model_name or "-")
-            except MethodError:
-                continue
-        result[m.name] = m.label
-    return result
