@@ -40,22 +40,13 @@ def check_grid(methods: list[str], budgets: list[float], *, offered_methods: lis
         if name not in offered_methods:
             raise SubmissionNotRunnable(f"KV method {name!r} is not offered by this version "
                                         f"(offered: {', '.join(offered_methods)}).")
-        try:
-            registry.method(name)
-            if registry.METHODS[name].needs_files:
-                registry.files_for(registry.METHODS[name], settings.KV_FILES_DIR, model_name)
-        except registry.MethodError as exc:
-            raise SubmissionNotRunnable(str(exc)) from None
     for budget in budgets:
         if float(budget) not in [float(b) for b in offered_budgets]:
             raise SubmissionNotRunnable(f"budget {budget} is not offered by this version "
                                         f"(offered: {', '.join(f'{b:g}' for b in offered_budgets)}).")
-    for name in methods:
-        for budget in budgets:
-            try:
-                registry.check_budget(name, float(budget) if name != "full" else 1.0)
-            except registry.MethodError as exc:
-                raise SubmissionNotRunnable(str(exc)) from None
+    problem = registry.unrunnable(methods, budgets, files_dir=settings.KV_FILES_DIR, model_name=model_name)
+    if problem is not None:
+        raise SubmissionNotRunnable(problem[1])
 
 
 def check(sub: Any) -> None:

@@ -253,16 +253,10 @@ class SubmissionForm(forms.Form):
 
     def _check_runnable(self, methods: list[str], budgets: list[float], repo: str) -> None:
         """Combinations the workers cannot run (ThinK below 0.5, a method whose files are not configured)."""
-        for method in methods:
-            try:
-                info = kv_registry.method(method)
-                if info.needs_files:
-                    kv_registry.files_for(info, settings.KV_FILES_DIR, repo)
-                for budget in budgets:
-                    kv_registry.check_budget(method, budget)
-            except kv_registry.MethodError as exc:
-                self.add_error("kv_methods", f"{method}: {exc}.")
-                return
+        problem = kv_registry.unrunnable(methods, budgets, files_dir=settings.KV_FILES_DIR, model_name=repo)
+        if problem is not None:
+            method, why = problem
+            self.add_error("kv_methods", f"{method}: {why}.")
 
     def to_request(self) -> SubmissionRequest:
         d = self.cleaned_data

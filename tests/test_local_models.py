@@ -109,6 +109,16 @@ def test_a_local_submission_whose_window_is_too_short_fails_at_once(reference) -
 
 
 @pytest.mark.django_db
+def test_a_method_the_workers_cannot_run_fails_the_submission_before_any_model_loads() -> None:
+    sub = local_submission(methods=["full", "think"], budgets=[1.0, 0.25], lengths=[512])
+    assert runner.start(sub.pk) == []
+    sub.refresh_from_db()
+    assert sub.status == SubmissionStatus.FAILED
+    assert sub.failure_reason == "think cannot keep less than 0.5 of the cache; asked for 0.25"
+    assert not sub.cells.exists()
+
+
+@pytest.mark.django_db
 def test_a_model_that_is_not_there_fails_with_what_to_do(settings) -> None:
     sub = local_submission(methods=["full"], budgets=[1.0], lengths=[512])
     sub.model.hf_repo = "someone/not-in-the-cache"

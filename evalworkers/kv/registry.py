@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,22 @@ def check_budget(name: str, budget: float) -> None:
         raise MethodError(f"{name} cannot keep less than {m.min_budget:g} of the cache; asked for {budget:g}")
     if m.quantized and budget < 1.0 and quant_bits(budget) is None:
         raise MethodError(f"kv_quant runs at budget 0.25 (int4) or 0.125 (int2); asked for {budget:g}")
+
+
+def unrunnable(methods: Sequence[str], budgets: Sequence[float], *, files_dir: Path | None = None,
+               model_name: str = "") -> tuple[str, str] | None:
+    """(method, why) for the first requested method that cannot run here at one of the budgets (an unknown
+    name, a budget it cannot express, files it needs that are missing), else None. `full` runs at 1.0 only."""
+    for name in methods:
+        try:
+            info = method(name)
+            if info.needs_files:
+                files_for(info, files_dir, model_name)
+            for budget in [1.0] if name == "full" else budgets:
+                check_budget(name, budget)
+        except MethodError as exc:
+            return name, str(exc)
+    return None
 
 
 def quant_bits(budget: float) -> int | None:
