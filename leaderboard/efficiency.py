@@ -39,8 +39,7 @@ def budget_to_keep(rows: Sequence[LeaderboardRow], lengths: Sequence[int],
 
 def measured(sub: Submission) -> list[dict[str, Any]]:
     """Per (method, budget, length), over tasks: what the local backend measured, and whether it ran out of memory."""
-    found = (Cell.objects.filter(submission=sub).exclude(kv_bytes__isnull=True, status=CellStatus.COMPLETED)
-             .values("method", "budget", "length")
+    found = (Cell.objects.filter(submission=sub).values("method", "budget", "length")
              .annotate(kv=Avg("kv_bytes"), full=Avg("kv_bytes_full"), kept=Avg("kept_fraction"),
                        peak=Max("peak_memory_bytes"), prefill=Avg("prefill_s"), ttft=Avg("ttft_s"),
                        decode=Avg("decode_tokens_per_s"), logical=Count("pk", filter=Q(physical=False)),

@@ -124,7 +124,7 @@ def _load(config: LocalModelConfig) -> LoadedModel:
     end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
     if end is not None and end not in eos_ids:
         eos_ids.append(end)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids and not eos_ids:
+    if not eos_ids and tokenizer.eos_token_id is not None:
         eos_ids.append(tokenizer.eos_token_id)
     window = getattr(model.config, "max_position_embeddings", None)
     name = reference.DISPLAY_NAME if config.source == reference.NAME else config.source
