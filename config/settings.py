@@ -174,6 +174,8 @@ EVAL_BACKOFF_CAP_S = env.env_float("EVAL_BACKOFF_CAP_S", 30.0)
 EVAL_BREAKER_THRESHOLD = env.env_int("EVAL_BREAKER_THRESHOLD", 10, minimum=1)
 EVAL_STREAM = env.env_bool("EVAL_STREAM", default=True)
 EVAL_PROBE_TIMEOUT_S = env.env_float("EVAL_PROBE_TIMEOUT_S", 30.0, minimum=0.1)
+# How long the pre-flight probe keeps retrying transient failures (connection errors, timeouts, 429, 5xx).
+EVAL_PROBE_RETRY_S = env.env_float("EVAL_PROBE_RETRY_S", 120.0, minimum=0.0)
 # Local models (queue "gpu"): where the reference model is prepared, the device and dtype, whether a repo id may
 # be fetched from a hub (off by default: workers use what is in the local cache), files some KV methods need, and
 # an optional cap on KV-cache memory past which a cell is recorded as out of memory.

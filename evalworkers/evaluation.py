@@ -14,7 +14,15 @@ from typing import Any
 
 from evalworkers.backends import Backend, CircuitBreaker, GenerationRequest, GenerationResult, generate_many
 from evalworkers.backends.probe import prompt_token_mismatch
-from evalworkers.benchmark import RenderOptions, Sample, TokenCounter, generate_sample, score
+from evalworkers.benchmark import (
+    AnswerOutcome,
+    RenderOptions,
+    Sample,
+    TokenCounter,
+    extract_answer,
+    generate_sample,
+    score,
+)
 from evalworkers.stats import bootstrap_seed, mean_ci
 
 
@@ -47,8 +55,16 @@ class CellSpec:
                                  compress_until=context_end)
 
 
+REASONING_EXCERPT_CHARS = 400
+
+
 @dataclass(frozen=True)
 class SampleOutcome:
+    """One scored (or errored) sample. ``prediction`` is the final answer only (reasoning removed);
+    ``answer_outcome`` says whether there was one (a reply without one scores 0 and is counted apart);
+    ``answer_found_by`` how it was found (``answers.ExtractedAnswer.found_by``); ``reasoning_chars`` the length
+    of the reasoning in characters and ``reasoning_tokens`` as the server reported them (None: not reported)."""
+
     index: int
     prediction: str
     expected: list[str]
@@ -60,6 +76,11 @@ class SampleOutcome:
     latency_s: float
     ttft_s: float | None
     metadata: dict[str, Any]
+    finish_reason: str = ""
+    answer_outcome: str = AnswerOutcome.ANSWERED
+    answer_found_by: str = "plain"
+    reasoning_chars: int = 0
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,15 @@ class CellSummary:
     ttft_s: float | None
     decode_tokens_per_s: float | None
     top_error: str
+    finish_stop: int = 0
+    finish_length: int = 0
+    finish_other: int = 0
+    no_final_answer: int = 0
+    reasoning_chars_mean: float | None = None
+
+    @property
+    def finish_reasons(self) -> dict[str, int]:
+        return {"stop": self.finish_stop, "length": self.finish_length, "other": self.finish_other}
 
 
 EXCERPT_BEFORE, EXCERPT_AFTER = 200, 300
@@ -92,15 +122,24 @@ def excerpt(sample: Sample) -> str:
 
 
 def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOutcome:
+    """Extract the final answer (``answers.extract_answer``), then score only that."""
     failed = result.error is not None
+    found = extract_answer(None if result.content_null else result.text, reasoning_field=result.reasoning,
+                           reasoning_field_name=result.reasoning_field, finish_reason=result.finish_reason)
+    metadata = {**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample),
+                **_measured(result)}
+    if found.reasoning and not failed:
+        # The end of the reasoning shows where a model stopped; the whole of it is not kept.
+        metadata["reasoning_tail"] = found.reasoning[-REASONING_EXCERPT_CHARS:]
     return SampleOutcome(
-        index=index, prediction=result.text, expected=list(sample.answers),
-        score=None if failed else score(result.text, sample.answers, sample.metric),
+        index=index, prediction="" if failed else found.answer, expected=list(sample.answers),
+        score=None if failed else score(found.answer, sample.answers, sample.metric) if found.outcome.has_answer
+        else 0.0,
         error=(result.error or "")[:1000], target_prompt_tokens=sample.prompt_tokens,
         prompt_tokens=result.prompt_tokens, output_tokens=result.completion_tokens, latency_s=result.latency_s,
-        ttft_s=result.ttft_s,
-        metadata={**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample),
-                  **_measured(result)},
+        ttft_s=result.ttft_s, metadata=metadata, finish_reason=(result.finish_reason or "")[:32],
+        answer_outcome=found.outcome.value, answer_found_by=found.found_by[:64],
+        reasoning_chars=found.reasoning_chars, reasoning_tokens=result.reasoning_tokens,
     )
 
 
@@ -145,8 +184,17 @@ def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, in
     return sorted(outcomes, key=lambda o: o.index)
 
 
+def finish_kind(finish_reason: str | None) -> str:
+    """``stop`` (an end-of-sequence token or a stop string), ``length`` (the token limit), or ``other``
+    (content filters, tool calls, or a server that sends none)."""
+    return finish_reason if finish_reason in ("stop", "length") else "other"
+
+
 def summarize(outcomes: list[SampleOutcome], *, seed_parts: tuple[object, ...] = ()) -> CellSummary:
     scored = [o.score for o in outcomes if o.score is not None]
+    answered = [o for o in outcomes if o.score is not None]
+    finishes = Counter(finish_kind(o.finish_reason) for o in answered)
+    reasoned = [o.reasoning_chars for o in answered if o.reasoning_chars]
     errors = [o.error for o in outcomes if o.score is None]
     measured = [(o.prompt_tokens, o.target_prompt_tokens) for o in outcomes if o.prompt_tokens]
     mean = low = high = None
@@ -164,4 +212,7 @@ def summarize(outcomes: list[SampleOutcome], *, seed_parts: tuple[object, ...] =
         ttft_s=sum(ttfts) / len(ttfts) if ttfts else None,
         decode_tokens_per_s=sum(rates) / len(rates) if rates else None,
         top_error=Counter(errors).most_common(1)[0][0] if errors else "",
+        finish_stop=finishes["stop"], finish_length=finishes["length"], finish_other=finishes["other"],
+        no_final_answer=sum(o.answer_outcome != AnswerOutcome.ANSWERED for o in answered),
+        reasoning_chars_mean=sum(reasoned) / len(answered) if reasoned else None,
     )

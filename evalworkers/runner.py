@@ -20,11 +20,13 @@ from django.utils import timezone
 
 from evalworkers import local_runs
 from evalworkers.backends import CircuitBreaker, EndpointBackend, EndpointConfig, probe
+from evalworkers.backends.dialect import Dialect
 from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions, SpecError, TokenCounter
 from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
 from evalworkers.local_runs import SubmissionNotRunnable
 from leaderboard import rows
 from leaderboard.models import (
+    BenchmarkVersion,
     Cell,
     CellStatus,
     EventAction,
@@ -54,9 +56,30 @@ def engine_config(*, base_url: str, model: str, api_mode: str, api_key: str | No
 
 
 def endpoint_config(sub: Submission) -> EndpointConfig:
+    """The submission's endpoint in the dialect its probe learned, with the submitter's request options."""
     entry = sub.model
-    return engine_config(base_url=entry.endpoint_url, model=entry.api_model_name, api_mode=entry.api_mode,
-                         api_key=sub.get_api_key())
+    config = engine_config(base_url=entry.endpoint_url, model=entry.api_model_name, api_mode=entry.api_mode,
+                           api_key=sub.get_api_key())
+    return dataclasses.replace(config, **(Dialect.from_json(sub.dialect).config_fields() if sub.dialect else {}),
+                               extra_body=sub.request_options or None)
+
+
+def reasoning_advice(version: BenchmarkVersion) -> str:
+    """The end of the probe's sentence telling a reasoning model's submitter where it can be evaluated."""
+    others = list(BenchmarkVersion.objects.published().filter(params__reasoning=True).exclude(pk=version.pk)
+                  .values_list("slug", flat=True))
+    if others:
+        return ", such as " + " or ".join(f"'{slug}'" for slug in others)
+    return " (none is published on this deployment yet)"
+
+
+def probe_options(version: BenchmarkVersion) -> dict:
+    """What the probe needs to know of a version: whether it expects reasoning, and its largest answer budget."""
+    options = RenderOptions.from_version_params(version.params)
+    answer_tokens = max((t.max_new_tokens for t in version.tasks.all()), default=0)
+    return {"expects_reasoning": options.reasoning,
+            "answer_tokens": answer_tokens + (options.reasoning_extra_tokens if options.reasoning else 0),
+            "reasoning_advice": reasoning_advice(version)}
 
 
 def grid_points(sub: Submission) -> list[tuple[str, float]]:
@@ -95,10 +118,12 @@ def _claim_submission(sub_id: int) -> Submission | None:
 def _probe(sub: Submission) -> None:
     config = endpoint_config(sub)
     longest = sub.version.max_length
-    result = probe(config, required_context=longest, timeout_s=settings.EVAL_PROBE_TIMEOUT_S)
+    result = probe(config, required_context=longest, timeout_s=settings.EVAL_PROBE_TIMEOUT_S,
+                   retry_window_s=settings.EVAL_PROBE_RETRY_S, **probe_options(sub.version))
     data = dataclasses.asdict(result)
     data["served_models"] = list(result.served_models)[:20]
-    Submission.objects.filter(pk=sub.pk).update(probe_result=data)
+    Submission.objects.filter(pk=sub.pk).update(probe_result=data, dialect=result.dialect or {})
+    sub.dialect = result.dialect or {}
     if not result.ok:
         raise SubmissionNotRunnable(result.message)
 
@@ -167,11 +192,14 @@ def _store(cell: Cell, outcomes: list[SampleOutcome]) -> None:
         [SampleResult(
             cell=cell, index=o.index, prediction=o.prediction, expected=o.expected, score=o.score, error=o.error,
             prompt_tokens=o.prompt_tokens, output_tokens=o.output_tokens, latency_s=o.latency_s, ttft_s=o.ttft_s,
+            finish_reason=o.finish_reason, answer_outcome=o.answer_outcome, answer_found_by=o.answer_found_by,
+            reasoning_chars=o.reasoning_chars, reasoning_tokens=o.reasoning_tokens,
             metadata={**o.metadata, "target_prompt_tokens": o.target_prompt_tokens},
         ) for o in outcomes],
         update_conflicts=True, unique_fields=["cell", "index"],
         update_fields=["prediction", "expected", "score", "error", "prompt_tokens", "output_tokens", "latency_s",
-                       "ttft_s", "metadata"],
+                       "ttft_s", "finish_reason", "answer_outcome", "answer_found_by", "reasoning_chars",
+                       "reasoning_tokens", "metadata"],
     )
 
 
@@ -260,15 +288,18 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False, oom: 
         if cell.status in CellStatus.ended() and not cancelled_before:
             return
         # Only the columns the summary reads: predictions, prompts' metadata and answers stay in the database.
-        stored = cell.samples.values_list("index", "score", "error", "metadata__target_prompt_tokens",
-                                        "prompt_tokens", "output_tokens", "latency_s", "ttft_s",
-                                        "metadata__efficiency")
+        stored = cell.samples.values("index", "score", "error", "metadata__target_prompt_tokens",
+                                     "prompt_tokens", "output_tokens", "latency_s", "ttft_s", "metadata__efficiency",
+                                     "finish_reason", "answer_outcome", "reasoning_chars")
         outcomes = [
-            SampleOutcome(index=index, prediction="", expected=[], score=score, error=error,
-                          target_prompt_tokens=target or 0, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
-                          latency_s=latency_s or 0.0, ttft_s=ttft_s,
-                          metadata={"efficiency": efficiency} if efficiency else {})
-            for index, score, error, target, prompt_tokens, output_tokens, latency_s, ttft_s, efficiency in stored
+            SampleOutcome(index=row["index"], prediction="", expected=[], score=row["score"], error=row["error"],
+                          target_prompt_tokens=row["metadata__target_prompt_tokens"] or 0,
+                          prompt_tokens=row["prompt_tokens"], output_tokens=row["output_tokens"],
+                          latency_s=row["latency_s"] or 0.0, ttft_s=row["ttft_s"],
+                          metadata={"efficiency": row["metadata__efficiency"]} if row["metadata__efficiency"] else {},
+                          finish_reason=row["finish_reason"], answer_outcome=row["answer_outcome"],
+                          reasoning_chars=row["reasoning_chars"])
+            for row in stored
         ]
         summary = summarize(outcomes, seed_parts=(cell.submission_id, cell.task_id, cell.length, cell.method,
                                                   cell.budget))
@@ -279,6 +310,9 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False, oom: 
         cell.target_prompt_tokens_mean = summary.target_prompt_tokens_mean
         cell.prompt_token_mismatch = summary.prompt_token_mismatch
         cell.ttft_s, cell.decode_tokens_per_s = summary.ttft_s, summary.decode_tokens_per_s
+        cell.finish_stop, cell.finish_length = summary.finish_stop, summary.finish_length
+        cell.finish_other, cell.no_final_answer = summary.finish_other, summary.no_final_answer
+        cell.reasoning_chars_mean = summary.reasoning_chars_mean
         for name, value in local_runs.cell_efficiency(outcomes).items():
             setattr(cell, name, value)
         if oom and not cancelled_before:

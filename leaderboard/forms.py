@@ -6,6 +6,7 @@ The endpoint URL is checked with the same pure address rules the workers apply a
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,7 @@ from django.core.validators import URLValidator
 
 from evalworkers.backends import EndpointConfig
 from evalworkers.backends.addresses import UnsafeAddressError, check_url, ip_literal, parse_networks
+from evalworkers.backends.options import ALLOWED, OptionsError, validate_request_options
 from evalworkers.kv import registry as kv_registry
 from leaderboard.models import ApiMode, BenchmarkVersion, ModelKind
 from leaderboard.submitting import DEFAULT_REVISION, SubmissionRequest
@@ -110,6 +112,12 @@ class SubmissionForm(forms.Form):
         label="Tokenizer hint", max_length=200, required=False,
         help_text="The Hugging Face tokenizer the model uses, e.g. meta-llama/Llama-3.1-8B (optional; helps "
                   "us check prompt lengths).")
+    request_options = forms.CharField(
+        label="Request options (JSON)", max_length=2048, required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"chat_template_kwargs": {"enable_thinking": false}}'}),
+        help_text="Extra fields sent with every request, shown with the results because they change what a score "
+                  f"means (optional). Allowed: {', '.join(ALLOWED)}; e.g. turn a reasoning model's thinking off. "
+                  "Decoding stays greedy and the token limits stay the benchmark's.")
 
     # --- local (Hugging Face) model ----------------------------------------------------------------------
     hf_repo = forms.CharField(
@@ -188,6 +196,19 @@ class SubmissionForm(forms.Form):
             # Never quote the key back, not even in part.
             raise forms.ValidationError("The API key may only contain visible ASCII characters, without spaces.")
         return key
+
+    def clean_request_options(self) -> dict[str, Any]:
+        raw = self.cleaned_data.get("request_options", "").strip()
+        if not raw:
+            return {}
+        try:
+            decoded = json.loads(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(f"This is not valid JSON ({exc.msg} at character {exc.pos}).") from None
+        try:
+            return validate_request_options(decoded)
+        except OptionsError as exc:
+            raise forms.ValidationError(exc.problems) from None
 
     def clean_hf_repo(self) -> str:
         repo = self.cleaned_data.get("hf_repo", "")
@@ -271,4 +292,5 @@ class SubmissionForm(forms.Form):
             hf_revision=d.get("hf_revision", "") if local else "",
             kv_methods=tuple(d.get("kv_methods") or ()) if local else (),
             kv_budgets=tuple(float(b) for b in d.get("kv_budgets") or ()) if local else (),
+            request_options={} if local else d.get("request_options") or {},
         )

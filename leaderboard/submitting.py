@@ -97,6 +97,7 @@ class SubmissionRequest:
     hf_revision: str = ""
     kv_methods: tuple[str, ...] = ()
     kv_budgets: tuple[float, ...] = ()
+    request_options: dict = field(default_factory=dict)  # validated by evalworkers.backends.options
 
 
 class SubmissionRefused(Exception):
@@ -177,6 +178,7 @@ def create(user: AbstractBaseUser, req: SubmissionRequest) -> Submission:
         model=entry, version=req.version, submitter=user,
         kv_methods=list(req.kv_methods) if local else [],
         kv_budgets=[float(b) for b in req.kv_budgets] if local else [],
+        request_options={} if local else dict(req.request_options),
         status=SubmissionStatus.PENDING_REVIEW if review else SubmissionStatus.QUEUED,
         queued_at=None if review else timezone.now(),
     )

@@ -28,6 +28,15 @@ counts are deterministic: ``ceil(chars / chars_per_token)`` per text, plus a fix
 
 Settings (``api_key``, ``answer``, ``latency_s``, ``ttft_s``, ``chunk_delay_s``, ``max_model_len``, ...) are
 plain attributes read on every request, so a test may change them while the server runs.
+
+Dialect switches, one per behaviour of a real server family:
+- ``reasoning``: a function giving the reasoning text, returned in the field ``reasoning_field``
+  (``reasoning_content`` as in DeepSeek/vLLM, or ``reasoning``); reasoning spends the token budget first, so a
+  small ``max_tokens`` ends the reply inside it with ``"content": null`` and ``finish_reason: "length"``;
+- ``refuse_fields``: request fields answered with the error their servers give (``max_tokens`` as OpenAI's
+  reasoning models, ``max_completion_tokens`` as older vLLM, ``stream_options`` as FastAPI's 422);
+- ``streams=False``: a streamed request is answered with one JSON body; ``report_usage=False``: no ``usage``;
+- ``refuse_listed_model``: the model is listed by /v1/models, yet generation answers 404 "model not found".
 """
 
 from __future__ import annotations
@@ -142,6 +151,12 @@ class FakeOpenAI:
         serve_models: bool = True,
         stream_usage: bool = True,
         host: str = "127.0.0.1",
+        reasoning: AnswerFn | None = None,
+        reasoning_field: str = "reasoning_content",
+        refuse_fields: Sequence[str] = (),
+        streams: bool = True,
+        report_usage: bool = True,
+        refuse_listed_model: bool = False,
     ) -> None:
         self.host = host  # any 127.x.y.z address works on Linux; SSRF tests use a second one
         self.models = list(models)
@@ -156,6 +171,12 @@ class FakeOpenAI:
         self.chunk_delay_s = chunk_delay_s
         self.serve_models = serve_models
         self.stream_usage = stream_usage
+        self.reasoning = reasoning
+        self.reasoning_field = reasoning_field
+        self.refuse_fields = tuple(refuse_fields)
+        self.streams = streams
+        self.report_usage = report_usage
+        self.refuse_listed_model = refuse_listed_model
 
         self.requests: list[RecordedRequest] = []
         self.inflight = 0
@@ -292,8 +313,10 @@ class FakeOpenAI:
             total += self.message_overhead_tokens + count_tokens(_content(message), self.chars_per_token)
         return total
 
-    def complete(self, call: FakeCall) -> tuple[str, str]:
-        """(text, finish_reason) after applying stop strings and the max_tokens budget."""
+    def complete_with_reasoning(self, call: FakeCall) -> tuple[str, str | None, str]:
+        """(reasoning, content or None, finish_reason) after applying stop strings and the max_tokens budget,
+        which reasoning spends first."""
+        reasoning = self.reasoning(call) if self.reasoning is not None else ""
         text = self.answer(call)
         finish = "stop"
         for stop in call.stop or []:
@@ -301,9 +324,13 @@ class FakeOpenAI:
                 text = text[: text.index(stop)]
         if call.max_tokens is not None:
             limit = int(call.max_tokens * self.chars_per_token)
-            if len(text) > limit:
-                text, finish = text[:limit], "length"
-        return text, finish
+            if len(reasoning) >= limit and reasoning:
+                return reasoning[:limit], None, "length"
+            if len(reasoning) + len(text) > limit:
+                text, finish = text[: limit - len(reasoning)], "length"
+        if reasoning and not text:
+            return reasoning, None, finish
+        return reasoning, text, finish
 
 
 def _content(message: Mapping[str, Any]) -> str:
@@ -323,6 +350,24 @@ class _Server(ThreadingHTTPServer):
 
 def _error_body(message: str, type_: str, code: str | int | None, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+#: How each server family refuses a request field: (status, body), as in their public bug reports.
+REFUSALS: dict[str, tuple[int, dict[str, Any]]] = {
+    # OpenAI's reasoning models
+    "max_tokens": (400, _error_body(
+        "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "
+        "instead.", "invalid_request_error", "unsupported_parameter", "max_tokens")),
+    # an older vLLM (pydantic's extra="forbid")
+    "max_completion_tokens": (400, {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
+                                    "message": "[{'type': 'extra_forbidden', 'loc': ('body', "
+                                               "'max_completion_tokens'), 'msg': 'Extra inputs are not permitted'}]"}),
+    # a FastAPI server's validation error
+    "stream_options": (422, {"detail": [{"type": "extra_forbidden", "loc": ["body", "stream_options", "include_usage"],
+                                         "msg": "Extra inputs are not permitted", "input": True}]}),
+    "stream": (400, _error_body("Streaming is not supported by this server.", "invalid_request_error", None,
+                                "stream")),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -460,6 +505,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             return self._bad_request(record, "The request body must be a JSON object.")
         model = body.get("model")
+        for name in fake.refuse_fields:
+            if name in body and (name != "stream" or body.get("stream")):
+                record.status, refusal = REFUSALS[name]
+                return self._send_json(record.status, refusal)
+        if fake.refuse_listed_model and model in fake.models:
+            record.status = 404
+            message = f"The model `{model}` does not exist or is not loaded."
+            return self._send_json(404, _error_body(message, "invalid_request_error", "model_not_found", "model"))
         if model not in fake.models:
             record.status = 404
             message = f"The model `{model}` does not exist."
@@ -485,36 +538,43 @@ class _Handler(BaseHTTPRequestHandler):
             stop=[stop] if isinstance(stop, str) else stop if isinstance(stop, list) else None,
             body=body,
         )
-        text, finish = fake.complete(call)
-        usage = {
+        reasoning, content, finish = fake.complete_with_reasoning(call)
+        text = content or ""
+        usage: dict[str, Any] = {
             "prompt_tokens": fake.prompt_tokens(call),
-            "completion_tokens": count_tokens(text, fake.chars_per_token),
+            "completion_tokens": count_tokens(text, fake.chars_per_token) + count_tokens(reasoning,
+                                                                                         fake.chars_per_token),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": count_tokens(reasoning, fake.chars_per_token)}
         record.usage = usage
         record.status = 200
         chat = path == CHAT_PATH
-        if body.get("stream"):
+        if body.get("stream") and fake.streams:
             include_usage = fake.stream_usage and bool((body.get("stream_options") or {}).get("include_usage"))
-            return self._stream(chat, model, text, finish, usage if include_usage else None)
+            return self._stream(chat, model, text, finish, usage if include_usage and fake.report_usage else None,
+                                reasoning)
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
         if chat:
-            choice["message"] = {"role": "assistant", "content": text}
+            choice["message"] = {"role": "assistant", "content": content if reasoning else text}
+            if reasoning:
+                choice["message"][fake.reasoning_field] = reasoning
         else:
             choice["text"] = text
-        self._send_json(
-            200,
-            {
-                "id": "cmpl-fake",
-                "object": "chat.completion" if chat else "text_completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [choice],
-                "usage": usage,
-            },
-        )
+        payload = {
+            "id": "cmpl-fake",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+        }
+        if fake.report_usage:
+            payload["usage"] = usage
+        self._send_json(200, payload)
 
-    def _stream(self, chat: bool, model: str, text: str, finish: str, usage: dict[str, int] | None) -> None:
+    def _stream(self, chat: bool, model: str, text: str, finish: str, usage: dict[str, Any] | None,
+                reasoning: str = "") -> None:
         fake = self.fake
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -540,6 +600,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not fake.sleep(fake.ttft_s):
             return self._drop()
         step = max(1, int(fake.chars_per_token))
+        for start in range(0, len(reasoning) if chat else 0, step):
+            event([{"index": 0, "delta": {fake.reasoning_field: reasoning[start : start + step]},
+                    "finish_reason": None}])
         for i, start in enumerate(range(0, len(text), step)):
             if i and not fake.sleep(fake.chunk_delay_s):
                 return self._drop()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from evalworkers.benchmark import score, string_match_all, string_match_part, strip_thinking
+from evalworkers.benchmark import extract_answer, score, string_match_all, string_match_part
 
 VALUES = ["4835748", "2800440", "8932836", "1631253"]
 
@@ -37,7 +37,7 @@ def test_closed_thinking_is_stripped_before_scoring():
     pred = "<think>Maybe 1234567? No, 4835748 is a trap.</think> The answer is 2800440."
     assert string_match_all(pred, ["4835748"]) == 0.0
     assert string_match_all(pred, ["2800440"]) == 100.0
-    assert strip_thinking(pred) == " The answer is 2800440."
+    assert extract_answer(pred).answer == "The answer is 2800440."
 
 
 def test_unfinished_thinking_counts_as_no_answer():

@@ -29,6 +29,9 @@ def config_for(server: FakeOpenAI, **overrides: Any) -> EndpointConfig:
 
 
 def run_probe(config: EndpointConfig, required_context: int = 16384, **kwargs: Any) -> ProbeResult:
+    """One round of the probe (no retry window), to read the message each failure gives; the retries
+    themselves are tested with the default window in test_endpoint_dialects.py."""
+    kwargs.setdefault("retry_window_s", 0.0)
     result = probe(config, required_context, timeout_s=kwargs.pop("timeout_s", 5.0), **kwargs)
     assert (result.code == "ok") == result.ok
     return result

@@ -42,10 +42,16 @@ class GenerationResult:
     A sample that failed for good has ``error`` set (a short reason) and empty ``text``; the runner stores it
     as an error rather than scoring an empty prediction. ``latency_s`` is the successful attempt's round trip
     (for errors, the whole time spent, retries included); ``ttft_s`` and ``decode_tokens_per_s`` are only
-    known when streaming.
+    known when streaming. ``text`` is the reply as sent (reasoning tags included: the runner extracts the final
+    answer); ``content_null`` is True when the server sent ``"content": null``; ``reasoning`` is a separate
+    reasoning field's text and ``reasoning_field`` its name; ``reasoning_tokens`` as the server's usage reported.
     """
 
     text: str = ""
+    content_null: bool = False
+    reasoning: str = ""
+    reasoning_field: str = ""
+    reasoning_tokens: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float = 0.0

@@ -205,6 +205,7 @@ class Attempt:
     ttft_s: float | None = None
     server_message: str | None = None
     server_code: str | None = None
+    streamed: bool = False  # the answer came as server-sent events
 
     @property
     def ok(self) -> bool:
@@ -550,7 +551,8 @@ class EndpointBackend:
                 "dropped", "stream ended before completion", retryable=True, latency_s=latency, ttft_s=ttft
             )
         return Attempt(
-            "ok", "ok", status=response.status_code, parsed=acc.result(), latency_s=latency, ttft_s=ttft
+            "ok", "ok", status=response.status_code, parsed=acc.result(), latency_s=latency, ttft_s=ttft,
+            streamed=True,
         )
 
     def _error_attempt(self, response: httpx.Response, ends_at: float, started: float) -> Attempt:
@@ -596,7 +598,11 @@ class EndpointBackend:
         ):
             decode_rate = (parsed.completion_tokens - 1) / (attempt.latency_s - attempt.ttft_s)
         return GenerationResult(
-            text=parsed.text,
+            text=parsed.text or "",
+            content_null=parsed.text is None,
+            reasoning=parsed.reasoning,
+            reasoning_field=parsed.reasoning_field,
+            reasoning_tokens=parsed.reasoning_tokens,
             prompt_tokens=parsed.prompt_tokens,
             completion_tokens=parsed.completion_tokens,
             latency_s=attempt.latency_s,

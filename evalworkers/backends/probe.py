@@ -1,14 +1,17 @@
 """Pre-flight probe of an endpoint when a submission starts, and the prompt-length check the runner applies.
 
 The probe exists so a broken submission fails in seconds with a message the submitter can act on, instead
-of after hours of per-sample errors. It makes at most three small requests: ``/models`` and two short
-generations.
+of after hours of per-sample errors. One round makes a few small requests: ``/models``, two short generations,
+and one more per request field the server refuses by name (it learns the server's dialect, ``dialect.Dialect``).
+Transient trouble (connection errors, time-outs, 429 honouring ``Retry-After``, 5xx) is retried with backoff
+within ``retry_window_s`` before the probe gives up; answers that will not change fail at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +19,22 @@ from typing import Any
 import httpx
 
 from evalworkers.backends.base import GenerationRequest
+from evalworkers.backends.dialect import Dialect, adapt
 from evalworkers.backends.endpoint import Attempt, EndpointBackend, EndpointConfig, redact
-from evalworkers.backends.retry import Deadline
+from evalworkers.backends.retry import Deadline, RetryPolicy
 from evalworkers.backends.wire import context_length, mentions_unknown_model, model_entries, route
+from evalworkers.benchmark.answers import extract_answer
 
 logger = logging.getLogger(__name__)
+_JITTER = random.Random()
 
 PROBE_QUESTION = "Reply with the single word: ready."
+# Room for a reasoning model to show itself: a plain model answers in a few tokens, a reasoning model is still
+# thinking (or closes its block) well within this.
+PROBE_MAX_TOKENS = 256
+PROBE_RETRY_WINDOW_S = 120.0
+RETRYABLE_CODES = ("unreachable", "timeout", "rate_limited", "server_error")
+MAX_DIALECT_SWITCHES = 3
 # Plain prose, so the measured characters-per-token resembles that of the benchmark's haystacks.
 _FILLER_SENTENCES = (
     "The river ran quietly past the old mill, where the keeper counted sacks of grain each morning.",
@@ -38,8 +50,10 @@ class ProbeResult:
     """Outcome of the pre-flight probe.
 
     ``code`` is one of: ok, unreachable, tls, timeout, auth, route_not_found, unknown_model, not_openai,
-    context_too_small, redirect, blocked, rejected, rate_limited, server_error. ``retryable`` marks the codes worth
-    trying again later (timeouts, 429, 5xx) rather than failing the submission for good.
+    context_too_small, redirect, blocked, rejected, rate_limited, server_error, reasoning_without_budget.
+    ``retryable`` marks the codes worth trying again (connection errors, timeouts, 429, 5xx); ``probe`` has
+    already retried them for ``retry_window_s`` and says how often in ``tries``. ``dialect`` is what the probe
+    learned of the server's API dialect (``Dialect.to_json()``); ``retry_after_s`` the server's Retry-After.
     """
 
     ok: bool
@@ -51,6 +65,12 @@ class ProbeResult:
     chars_per_token: float | None = None
     served_models: tuple[str, ...] = ()
     retryable: bool = False
+    dialect: dict[str, Any] | None = None
+    retry_after_s: float | None = None
+    tries: int = 1
+
+    def learned(self) -> Dialect:
+        return Dialect.from_json(self.dialect)
 
 
 def prompt_token_mismatch(measured: int, target: int, tolerance: float = 0.02) -> bool:
@@ -67,16 +87,23 @@ def _join_names(names: tuple[str, ...], limit: int = 10) -> str:
 
 class _Prober:
     def __init__(
-        self, config: EndpointConfig, required_context: int, backend: EndpointBackend, timeout_s: float
+        self, config: EndpointConfig, required_context: int, backend: EndpointBackend, timeout_s: float, *,
+        expects_reasoning: bool, answer_tokens: int, reasoning_advice: str,
     ):
+        self.dialect = Dialect(max_tokens_field=config.max_tokens_field, stream=config.stream,
+                               stream_usage=config.stream_usage)
         self.config = config
         self.required = required_context
         self.backend = backend
         self.timeout_s = timeout_s
+        self.expects_reasoning = expects_reasoning
+        self.answer_tokens = answer_tokens
+        self.reasoning_advice = reasoning_advice
         self.gen_url = config.generation_url
         self.served: tuple[str, ...] = ()
         self.listed = False
         self.server_context: int | None = None
+        self.retry_after_s: float | None = None
 
     def result(self, code: str, message: str, **extra: Any) -> ProbeResult:
         url = extra.pop("url", self.gen_url)
@@ -87,7 +114,9 @@ class _Prober:
             url=url,
             server_context=self.server_context,
             served_models=self.served,
-            retryable=code in ("timeout", "rate_limited", "server_error"),
+            retryable=code in RETRYABLE_CODES,
+            dialect=self.dialect.to_json(),
+            retry_after_s=self.retry_after_s,
             **extra,
         )
 
@@ -144,6 +173,7 @@ class _Prober:
         if attempt.kind == "redirect":
             return self.result("redirect", f"{url} answered with a redirect ({attempt.reason}).", url=url)
         if attempt.status == 429:
+            self.retry_after_s = attempt.retry_after
             return self.result(
                 "rate_limited",
                 f"{url} is rate limiting requests (HTTP 429). Try again later or raise the key's rate limit.",
@@ -186,16 +216,85 @@ class _Prober:
             )
         return None
 
-    def generate(self, prompt: str) -> Attempt:
+    def send(self, prompt: str) -> Attempt:
         config = self.config
         request = (
-            GenerationRequest(messages=[{"role": "user", "content": prompt}], max_new_tokens=16)
+            GenerationRequest(messages=[{"role": "user", "content": prompt}], max_new_tokens=PROBE_MAX_TOKENS)
             if config.api_mode == "chat"
-            else GenerationRequest(prompt=prompt, max_new_tokens=16)
+            else GenerationRequest(prompt=prompt, max_new_tokens=PROBE_MAX_TOKENS)
         )
-        body = config.body(request)
         return self.backend.send_once(
-            route(config.api_mode), body, deadline=Deadline(self.timeout_s), stream=config.stream
+            route(config.api_mode), config.body(request), deadline=Deadline(self.timeout_s), stream=config.stream
+        )
+
+    def generate(self, prompt: str) -> Attempt:
+        """One generation; a refusal naming a field we can change switches the dialect and tries again."""
+        attempt = self.send(prompt)
+        for _ in range(MAX_DIALECT_SWITCHES):
+            if attempt.ok:
+                break
+            switched = adapt(self.dialect, status=attempt.status, message=attempt.server_message,
+                             payload=attempt.payload)
+            if switched is None:
+                break
+            logger.info("probe %s: %s", self.config.host, switched.switched[-1])
+            self.use(switched)
+            attempt = self.send(prompt)
+        return attempt
+
+    def use(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.config = dataclasses.replace(self.config, **dialect.config_fields())
+
+    def learn_from(self, attempt: Attempt) -> None:
+        """Streaming and usage as the first answer showed them; a streamed answer without usage is asked once
+        more without streaming, and when that reports usage the server is not streamed (verified lengths are
+        worth more than a time to first token)."""
+        parsed = attempt.parsed
+        assert parsed is not None
+        reports_usage = parsed.prompt_tokens is not None
+        if self.config.stream:
+            self.dialect = dataclasses.replace(self.dialect, streams=attempt.streamed)
+            if not attempt.streamed:
+                self.use(dataclasses.replace(self.dialect, stream=False,
+                                             switched=(*self.dialect.switched, "streaming turned off: the server "
+                                                       "answered a streamed request with one JSON body")))
+            elif not reports_usage:
+                plain = dataclasses.replace(self.dialect, stream=False)
+                saved = self.dialect
+                self.use(plain)
+                retry = self.send(PROBE_QUESTION)
+                if retry.ok and retry.parsed is not None and retry.parsed.prompt_tokens is not None:
+                    reports_usage = True
+                    self.use(dataclasses.replace(plain, switched=(
+                        *plain.switched, "streaming turned off: usage is reported only without streaming")))
+                else:
+                    self.use(saved)
+        self.dialect = dataclasses.replace(self.dialect, reports_usage=reports_usage)
+
+    def reasoning_seen(self, attempt: Attempt) -> str:
+        """How the first answer showed reasoning ("" when it did not): markers, a field, or a one-word reply
+        still unfinished after ``PROBE_MAX_TOKENS`` tokens (reasoning without markers)."""
+        parsed = attempt.parsed
+        assert parsed is not None
+        found = extract_answer(parsed.text, reasoning_field=parsed.reasoning,
+                               reasoning_field_name=parsed.reasoning_field, finish_reason=parsed.finish_reason)
+        if found.reasoned:
+            return found.found_by
+        if parsed.finish_reason == "length":
+            return f"no one-word answer within {PROBE_MAX_TOKENS} tokens"
+        return ""
+
+    def reasoning_without_budget(self, how: str) -> ProbeResult:
+        return self.result(
+            "reasoning_without_budget",
+            f"'{self.config.model}' at {self.config.api_root} answered as a reasoning model ({how}), but this "
+            f"benchmark version gives no reasoning budget: each task allows only up to "
+            f"{self.answer_tokens} new tokens, so its answers would be cut off while thinking and "
+            "score 0. Either turn thinking off with a request option, e.g. "
+            '{"chat_template_kwargs": {"enable_thinking": false}} (Qwen3 and similar templates on vLLM or '
+            'SGLang) or {"reasoning_effort": "none"} (APIs that take an effort), or submit it on a version '
+            f"that expects reasoning{self.reasoning_advice}.",
         )
 
     def explain_generation_failure(self, attempt: Attempt) -> ProbeResult:
@@ -204,6 +303,16 @@ class _Prober:
             return failure
         config = self.config
         unknown = mentions_unknown_model(attempt.server_message, attempt.server_code, config.model)
+        if attempt.status in (400, 404, 422) and unknown and config.model in self.served:
+            server = f" ({attempt.server_message})" if attempt.server_message else ""
+            return self.result(
+                "unknown_model",
+                f"The server at {config.api_root} lists '{config.model}' among its models (GET /models), yet "
+                f"refused to generate with it: {attempt.reason.split(':')[0]}{server}. The model may still be "
+                "loading, be served only on the other API route (this submission uses "
+                f"'{config.api_mode}', {route(config.api_mode)}), or not be allowed for this API key; check the "
+                "server's log and configuration.",
+            )
         if attempt.status in (400, 404, 422) and (
             unknown or (self.listed and config.model not in self.served)
         ):
@@ -234,9 +343,14 @@ class _Prober:
                 "that the URL points at the API itself, not a web page or another kind of service, and that "
                 "the API mode (chat or completions) is right.",
             )
+        sent = ", ".join(sorted(config.body(GenerationRequest(prompt="-", max_new_tokens=1))))
+        switched = f" Already tried: {'; '.join(self.dialect.switched)}." if self.dialect.switched else ""
         return self.result(
             "rejected",
-            f"{self.gen_url} rejected the probe request ({attempt.reason}). Check the model and API mode.",
+            f"{self.gen_url} rejected the probe request ({attempt.reason}). The request carried the fields "
+            f"{sent}; if the server's reason names one of them (or one of the submission's request options), "
+            f"the server does not accept it: remove that request option, or serve the model with a server "
+            f"that accepts the standard OpenAI fields.{switched}",
         )
 
     def run(self) -> ProbeResult:
@@ -246,6 +360,11 @@ class _Prober:
         first = self.generate(PROBE_QUESTION)
         if not first.ok:
             return self.explain_generation_failure(first)
+        self.learn_from(first)
+        how = self.reasoning_seen(first)
+        self.dialect = dataclasses.replace(self.dialect, reasoning=how)
+        if how and not self.expects_reasoning:
+            return self.reasoning_without_budget(how)
         second = self.generate(PROBE_FILLER + "\n\n" + PROBE_QUESTION)
         chars_per_token = _chars_per_token(first, second)
         context = (
@@ -280,11 +399,20 @@ def probe(
     client: httpx.Client | None = None,
     transport: httpx.BaseTransport | None = None,
     timeout_s: float = 30.0,
+    retry_window_s: float = PROBE_RETRY_WINDOW_S,
+    expects_reasoning: bool = False,
+    answer_tokens: int = 128,
+    reasoning_advice: str = "",
 ) -> ProbeResult:
-    """Check that ``config`` reaches a server that accepts the key, knows the model and fits the context.
+    """Check that ``config`` reaches a server that accepts the key, knows the model and fits the context, and
+    learn its dialect (apply it with ``dataclasses.replace(config, **result.learned().config_fields())``).
 
-    ``required_context`` should include room for the answer (longest length + max new tokens). One attempt per
-    request, each bounded by ``timeout_s``; never raises for network or server trouble.
+    ``required_context`` should include room for the answer (longest length + max new tokens). Each request is
+    bounded by ``timeout_s``. A round that fails with a retryable code is tried again after a backoff (1, 2, 4…
+    30 s, or the server's Retry-After) while ``retry_window_s`` lasts. A model that shows reasoning fails with
+    ``reasoning_without_budget`` unless ``expects_reasoning`` (the version gives a reasoning budget); the
+    message quotes ``answer_tokens`` (the most new tokens a task allows) and ends with ``reasoning_advice``
+    (e.g. ", such as 'v1-reasoning'"). Never raises for network or server trouble.
     """
     if required_context < 0:
         raise ValueError("required_context must be >= 0")
@@ -294,9 +422,26 @@ def probe(
         deadline_s=min(config.deadline_s, timeout_s),
         max_retries=0,
     )
+    policy = RetryPolicy(max_retries=1_000, backoff_base_s=1.0, backoff_cap_s=30.0, retry_after_cap_s=60.0)
     started = time.monotonic()
+    tries = 0
     with EndpointBackend(probe_config, client=client, transport=transport) as backend:
-        result = _Prober(probe_config, required_context, backend, timeout_s).run()
+        while True:
+            tries += 1
+            result = _Prober(probe_config, required_context, backend, timeout_s, expects_reasoning=expects_reasoning,
+                             answer_tokens=answer_tokens, reasoning_advice=reasoning_advice).run()
+            left = retry_window_s - (time.monotonic() - started)
+            if result.ok or not result.retryable:
+                break
+            wait = policy.delay(tries - 1, result.retry_after_s, _JITTER)
+            if wait >= left:
+                break
+            logger.info("probe %s: %s; trying again in %.1fs", config.host, result.code, wait)
+            time.sleep(wait)
+    if tries > 1:
+        note = (f" (after {tries} tries over {time.monotonic() - started:.0f}s)" if not result.ok
+                else f" (on try {tries}, after transient failures)")
+        result = dataclasses.replace(result, message=result.message + note, tries=tries)
     logger.info(
         "probe %s model=%s: %s (%.2fs)", config.host, config.model, result.code, time.monotonic() - started
     )

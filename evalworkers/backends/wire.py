@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from evalworkers.backends.base import GenerationRequest
+from evalworkers.benchmark.answers import reasoning_from_fields
 
 ApiMode = Literal["chat", "completions"]
 
@@ -42,10 +43,16 @@ class NotOpenAIError(ValueError):
 
 @dataclass(frozen=True)
 class ParsedCompletion:
-    text: str
+    """One reply: ``text`` is the content (None when the server sent ``"content": null``); ``reasoning`` the text
+    of a separate reasoning field named ``reasoning_field``; ``reasoning_tokens`` as ``usage`` reported them."""
+
+    text: str | None
     finish_reason: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    reasoning: str = ""
+    reasoning_field: str = ""
+    reasoning_tokens: int | None = None
 
 
 def api_root(base_url: str) -> str:
@@ -111,6 +118,13 @@ def parse_usage(payload: Mapping[str, Any]) -> tuple[int | None, int | None]:
     return _int_or_none(usage.get("prompt_tokens")), _int_or_none(usage.get("completion_tokens"))
 
 
+def parse_reasoning_tokens(payload: Mapping[str, Any]) -> int | None:
+    """``usage.completion_tokens_details.reasoning_tokens`` (OpenAI, vLLM), or None when not reported."""
+    usage = payload.get("usage")
+    details = usage.get("completion_tokens_details") if isinstance(usage, Mapping) else None
+    return _int_or_none(details.get("reasoning_tokens")) if isinstance(details, Mapping) else None
+
+
 def _content_text(content: Any) -> str:
     """Message content is a string, null, or (some servers) a list of typed parts."""
     if content is None:
@@ -139,15 +153,19 @@ def parse_completion(payload: Any, api_mode: ApiMode) -> ParsedCompletion:
         message = choice.get("message")
         if not isinstance(message, Mapping):
             raise NotOpenAIError("choices[0] has no 'message' (is the API mode 'completions'?)")
-        text = _content_text(message.get("content"))
+        content = message.get("content")
+        text: str | None = None if content is None else _content_text(content)
+        reasoning, reasoning_field = reasoning_from_fields(message)
     else:
         text = choice.get("text")
         if not isinstance(text, str):
             raise NotOpenAIError("choices[0] has no 'text' (is the API mode 'chat'?)")
+        reasoning, reasoning_field = reasoning_from_fields(choice)
     finish = choice.get("finish_reason")
     prompt_tokens, completion_tokens = parse_usage(payload)
     return ParsedCompletion(
-        text, finish if isinstance(finish, str) else None, prompt_tokens, completion_tokens
+        text, finish if isinstance(finish, str) else None, prompt_tokens, completion_tokens,
+        reasoning=reasoning, reasoning_field=reasoning_field, reasoning_tokens=parse_reasoning_tokens(payload),
     )
 
 
@@ -171,11 +189,16 @@ def iter_sse_data(lines: Iterable[str]) -> Iterator[str]:
 
 
 class StreamAccumulator:
-    """Folds streamed chunks into one completion; ``feed`` returns the text that chunk added."""
+    """Folds streamed chunks into one completion; ``feed`` returns the text (content or reasoning) that chunk
+    added, so the first token of either kind marks the time to first token."""
 
     def __init__(self, api_mode: ApiMode) -> None:
         self.api_mode = api_mode
         self.parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.reasoning_field = ""
+        self.reasoning_tokens: int | None = None
+        self.saw_content = False
         self.finish_reason: str | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
@@ -189,6 +212,9 @@ class StreamAccumulator:
             self.prompt_tokens = prompt_tokens
         if completion_tokens is not None:
             self.completion_tokens = completion_tokens
+        reasoning_tokens = parse_reasoning_tokens(chunk)
+        if reasoning_tokens is not None:
+            self.reasoning_tokens = reasoning_tokens
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             if "usage" in chunk:
@@ -203,22 +229,30 @@ class StreamAccumulator:
             delta = choice.get("delta")
             if not isinstance(delta, Mapping):
                 raise NotOpenAIError("a streamed chat choice has no 'delta'")
+            self.saw_content = self.saw_content or delta.get("content") is not None
             text = _content_text(delta.get("content"))
+            reasoning, field_name = reasoning_from_fields(delta)
         else:
             value = choice.get("text")
             if not isinstance(value, str):
                 raise NotOpenAIError("a streamed completion choice has no 'text'")
-            text = value
+            text, self.saw_content = value, True
+            reasoning, field_name = reasoning_from_fields(choice)
         if isinstance(choice.get("finish_reason"), str):
             self.finish_reason = choice["finish_reason"]
         self.chunks += 1
         if text:
             self.parts.append(text)
-        return text
+        if reasoning:
+            self.reasoning_parts.append(reasoning)
+            self.reasoning_field = self.reasoning_field or field_name
+        return text + reasoning
 
     def result(self) -> ParsedCompletion:
         return ParsedCompletion(
-            "".join(self.parts), self.finish_reason, self.prompt_tokens, self.completion_tokens
+            "".join(self.parts) if self.saw_content or self.parts else None, self.finish_reason,
+            self.prompt_tokens, self.completion_tokens, reasoning="".join(self.reasoning_parts),
+            reasoning_field=self.reasoning_field, reasoning_tokens=self.reasoning_tokens,
         )
 
 

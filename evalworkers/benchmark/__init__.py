@@ -4,6 +4,7 @@ Pure Python (no Django): workers call ``generate_sample`` with a version's seed 
 sample for their backend, and ``score`` the prediction.
 """
 
+from .answers import AnswerOutcome, ExtractedAnswer, extract_answer
 from .errors import SpecError
 from .generate import generate_sample, length_tolerance, min_length
 from .registry import (
@@ -15,12 +16,14 @@ from .registry import (
     validate_task_entry,
 )
 from .sample import RenderOptions, Sample
-from .scoring import score, string_match_all, string_match_part, strip_thinking
+from .scoring import score, string_match_all, string_match_part
 from .tokens import CalibratedCounter, HFTokenCounter, TokenCounter
 
 __all__ = [
     "TASK_TYPES",
+    "AnswerOutcome",
     "CalibratedCounter",
+    "ExtractedAnswer",
     "HFTokenCounter",
     "RenderOptions",
     "Sample",
@@ -28,6 +31,7 @@ __all__ = [
     "TokenCounter",
     "category_of",
     "default_max_new_tokens",
+    "extract_answer",
     "generate_sample",
     "length_tolerance",
     "metric_of",
@@ -35,7 +39,6 @@ __all__ = [
     "score",
     "string_match_all",
     "string_match_part",
-    "strip_thinking",
     "validate_task",
     "validate_task_entry",
 ]

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import re
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+from .answers import extract_answer
+
 _CONTROL = re.compile(r"[\x00-\x1f]")
 METRICS = ("string_match_all", "string_match_part")
 
 
-def strip_thinking(text: str) -> str:
-    """The answer part of a reasoning model's output: closed <think> blocks removed; with an unclosed <think>
-    nothing was answered; with a lone </think> (the template opened it) only what follows counts."""
-    text = _THINK.sub("", text)
-    lower = text.lower()
-    if "</think>" in lower:
-        text = text[lower.rindex("</think>") + len("</think>") :]
-    elif "<think>" in lower:
-        text = text[: lower.index("<think>")]
-    return text
-
-
 def normalize_prediction(text: str) -> str:
-    """RULER's postprocess_pred: strip, turn control characters into newlines, strip again."""
-    return _CONTROL.sub("\n", strip_thinking(text).strip()).strip()
+    """RULER's postprocess_pred (strip, turn control characters into newlines, strip again) of the final answer.
+
+    Any reasoning still in ``text`` is removed first (``answers.extract_answer``), so a raw reply is never
+    credited for a value it only mentioned while thinking.
+    """
+    return _CONTROL.sub("\n", extract_answer(text).answer.strip()).strip()
 
 
 def string_match_all(prediction: str, answers: list[str]) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from evalworkers.benchmark.answers import OUTCOME_LABELS, AnswerOutcome
 from leaderboard.models.submissions import Submission
 from leaderboard.models.versions import TaskSpec
 
@@ -20,6 +21,15 @@ class CellStatus(models.TextChoices):
     @classmethod
     def ended(cls) -> tuple[str, ...]:
         return (cls.COMPLETED, cls.FAILED, cls.OOM, cls.CANCELLED)
+
+
+class SampleAnswer(models.TextChoices):
+    """Whether a reply had a final answer (labels from ``answers.OUTCOME_LABELS``)."""
+
+    ANSWERED = AnswerOutcome.ANSWERED.value, OUTCOME_LABELS[AnswerOutcome.ANSWERED]
+    CUT_OFF_WHILE_REASONING = (AnswerOutcome.CUT_OFF_WHILE_REASONING.value,
+                               OUTCOME_LABELS[AnswerOutcome.CUT_OFF_WHILE_REASONING])
+    EMPTY = AnswerOutcome.EMPTY.value, OUTCOME_LABELS[AnswerOutcome.EMPTY]
 
 
 class Cell(models.Model):
@@ -51,6 +61,13 @@ class Cell(models.Model):
     prefill_s = models.FloatField(null=True, blank=True)
     ttft_s = models.FloatField(null=True, blank=True)
     decode_tokens_per_s = models.FloatField(null=True, blank=True)
+    finish_stop = models.PositiveIntegerField(default=0, help_text="Scored samples that ended on their own.")
+    finish_length = models.PositiveIntegerField(default=0, help_text="Scored samples cut off by the token limit.")
+    finish_other = models.PositiveIntegerField(default=0, help_text="Scored samples with another or no reason.")
+    no_final_answer = models.PositiveIntegerField(
+        default=0, help_text="Scored samples whose reply had no final answer (scored 0).")
+    reasoning_chars_mean = models.FloatField(
+        null=True, blank=True, help_text="Mean reasoning length in characters over scored samples; null: none.")
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -91,6 +108,14 @@ class SampleResult(models.Model):
     latency_s = models.FloatField(null=True, blank=True)
     ttft_s = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True, help_text="As the server (or local decoder) said.")
+    answer_outcome = models.CharField(max_length=32, choices=SampleAnswer.choices, default=SampleAnswer.ANSWERED)
+    answer_found_by = models.CharField(
+        max_length=64, blank=True, default="plain",
+        help_text="How the final answer was separated from reasoning: plain, a format name or a response field.")
+    reasoning_chars = models.PositiveIntegerField(default=0, help_text="Reasoning length in characters.")
+    reasoning_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Reasoning tokens as the server's usage reported them.")
     metadata = models.JSONField(default=dict, blank=True, help_text="Needle depth and other sample facts.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -98,6 +98,12 @@ class Submission(models.Model):
     is_baseline = models.BooleanField(default=False)
     failure_reason = models.TextField(blank=True)
     probe_result = models.JSONField(default=dict, blank=True)
+    dialect = models.JSONField(
+        default=dict, blank=True,
+        help_text="What the probe learned of the endpoint's API dialect (evalworkers.backends.dialect.Dialect).")
+    request_options = models.JSONField(
+        default=dict, blank=True,
+        help_text="Extra request fields the submitter chose from the allowlist (evalworkers.backends.options).")
     api_key_encrypted = models.TextField(blank=True, editable=False)
     run_number = models.PositiveIntegerField(default=1, editable=False, help_text="Incremented by each re-run.")
     cells_total = models.PositiveIntegerField(default=0)

@@ -10,9 +10,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evalworkers.backends import CircuitBreaker, EndpointBackend, probe
+from evalworkers.backends.options import OptionsError, describe_allowed, validate_request_options
 from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions
-from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
-from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN, engine_config
+from evalworkers.evaluation import CellSpec, CellSummary, evaluate_samples, summarize
+from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN, engine_config, probe_options
 from leaderboard.models import BenchmarkVersion
 
 EFFICIENCY_KEYS = {"kv_bytes": "kv_bytes", "kv_bytes_full": "kv_bytes_full", "kept_fraction": "kept_fraction",
@@ -38,6 +39,22 @@ def _budget_list(raw: str) -> list[float]:
     if not values or any(not 0 < v <= 1 for v in values):
         raise CommandError(f"--budgets takes fractions in (0, 1]; got {raw!r}.")
     return values
+
+
+def answer_fields(summary: CellSummary) -> dict:
+    """Per cell: how samples stopped (stop / length / other) and how many replies had no final answer."""
+    return {"finish_reasons": summary.finish_reasons, "no_final_answer": summary.no_final_answer,
+            "reasoning_chars_mean": summary.reasoning_chars_mean}
+
+
+def _request_options(raw: str | None) -> dict:
+    if not raw:
+        return {}
+    try:
+        return validate_request_options(json.loads(raw))
+    except ValueError as exc:
+        problems = exc.problems if isinstance(exc, OptionsError) else [f"not valid JSON ({exc})"]
+        raise CommandError(f"--request-options: {' '.join(problems)}") from None
 
 
 class Command(BaseCommand):
@@ -67,6 +84,10 @@ class Command(BaseCommand):
         parser.add_argument("--lengths", help="Comma-separated lengths (default: all of the version's).")
         parser.add_argument("--limit", type=int, help="Samples per cell (default: the version's).")
         parser.add_argument("--json", action="store_true", help="Print a JSON list of cell objects.")
+        parser.add_argument("--request-options", help="A JSON object of extra request fields (with --endpoint); "
+                                                       f"allowed: {describe_allowed()}.")
+        parser.add_argument("--concurrency", type=int, help="Requests in flight at once (with --endpoint; default: "
+                                                            "EVAL_CONCURRENCY).")
 
     def handle(self, *args: object, **opts: object) -> None:
         version = BenchmarkVersion.objects.browsable().filter(slug=opts["version_slug"]).first()
@@ -95,18 +116,27 @@ class Command(BaseCommand):
             api_key = os.environ.get(str(opts["api_key_env"]))
             if not api_key:
                 raise CommandError(f"--api-key-env: the environment variable {opts['api_key_env']} is not set.")
+        concurrency = opts["concurrency"]
+        if concurrency is not None and not 1 <= concurrency <= 256:
+            raise CommandError(f"--concurrency takes a number of requests from 1 to 256; got {concurrency}.")
+        extra = _request_options(opts["request_options"])
         try:
             config = engine_config(base_url=str(opts["endpoint"]), model=str(opts["model"]),
                                    api_mode=str(opts["mode"]), api_key=api_key)
             # Whoever runs this command already has a shell here: it checks their own endpoint (often on
             # localhost), not a stranger's URL, so the server-side address rules do not apply.
-            config = dataclasses.replace(config, allow_private=True)
+            config = dataclasses.replace(config, allow_private=True, extra_body=extra or None,
+                                         concurrency=concurrency or config.concurrency)
         except ValueError as exc:
             raise CommandError(f"--endpoint/--model: {exc}.") from None
 
-        checked = probe(config, required_context=max(lengths), timeout_s=settings.EVAL_PROBE_TIMEOUT_S)
+        checked = probe(config, required_context=max(lengths), timeout_s=settings.EVAL_PROBE_TIMEOUT_S,
+                        retry_window_s=settings.EVAL_PROBE_RETRY_S, **probe_options(version))
         if not checked.ok:
             raise CommandError(f"The endpoint failed the pre-flight check ({checked.code}): {checked.message}")
+        config = dataclasses.replace(config, **checked.learned().config_fields())
+        for note in checked.learned().switched:
+            self.stderr.write(f"dialect: {note}")
         counter = CalibratedCounter(checked.chars_per_token or DEFAULT_CHARS_PER_TOKEN)
         options = RenderOptions.from_version_params(version.params)
         cells = []
@@ -124,11 +154,13 @@ class Command(BaseCommand):
                                   "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
                                   "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
                                   "prompt_token_mismatch": summary.prompt_token_mismatch,
-                                  "top_error": summary.top_error})
+                                  "top_error": summary.top_error, **answer_fields(summary)})
                     if not opts["json"]:
                         shown = "-" if summary.score is None else f"{summary.score:6.1f}"
+                        no_answer = f"  no final answer={summary.no_final_answer}" if summary.no_final_answer else ""
                         self.stdout.write(f"{task.key:<20} {length:>7} tokens  score {shown}  n={summary.n} "
-                                          f"errors={summary.errors}")
+                                          f"errors={summary.errors}  stopped on length={summary.finish_length}"
+                                          f"{no_answer}")
         if opts["json"]:
             self.stdout.write(json.dumps(cells))
 
@@ -178,7 +210,7 @@ class Command(BaseCommand):
                             "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
                             "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
                             "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
-                            "status": "oom" if oom else "completed", "query_aware": aware,
+                            "status": "oom" if oom else "completed", "query_aware": aware, **answer_fields(summary),
                             **{key: figures.get(field) for key, field in EFFICIENCY_KEYS.items()}}
                     cells.append(cell)
                     if not opts["json"]:
