@@ -74,7 +74,10 @@ def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
                    "n": c.samples_done - c.samples_errored, "errors": c.samples_errored,
                    "prompt_tokens_mean": c.prompt_tokens_mean, "prompt_token_mismatch": c.prompt_token_mismatch,
                    "kv_bytes": c.kv_bytes, "peak_memory_bytes": c.peak_memory_bytes, "ttft_s": c.ttft_s,
-                   "decode_tokens_per_s": c.decode_tokens_per_s} for c in cells],
+                   "decode_tokens_per_s": c.decode_tokens_per_s, "finish_reasons": c.finish_reasons,
+                   "no_final_answer": c.no_final_answer, "reasoning_chars_mean": c.reasoning_chars_mean}
+                  for c in cells],
+        "request_options": sub.request_options, "dialect": sub.dialect,
         "leaderboard_rows": list(LeaderboardRow.objects.filter(submission=sub).values(
             "id", "method", "budget", "average", "effective_length", "scores_by_length")),
     })
@@ -115,11 +118,13 @@ def samples_csv(request: HttpRequest, submission_id: int) -> HttpResponse:
         raise Http404("No public results for this submission.")
     response, writer = _csv_response(f"submission-{sub.pk}-samples.csv")
     writer.writerow(["task", "length", "method", "budget", "index", "score", "error", "expected", "prediction",
+                     "answer_outcome", "answer_found_by", "finish_reason", "reasoning_chars", "reasoning_tokens",
                      "prompt_tokens", "output_tokens", "latency_s", "depth_percent"])
     for s in samples.browse(sub).iterator(chunk_size=2000):
         writer.writerow([_cell(v) for v in (
             s.cell.task.key, s.cell.length, s.cell.method, s.cell.budget, s.index, s.score, s.error,
-            " | ".join(map(str, s.expected)), s.prediction, s.prompt_tokens, s.output_tokens, s.latency_s,
+            " | ".join(map(str, s.expected)), s.prediction, s.answer_outcome, s.answer_found_by, s.finish_reason,
+            s.reasoning_chars, s.reasoning_tokens, s.prompt_tokens, s.output_tokens, s.latency_s,
             (s.metadata or {}).get("depth_percent"))])
     return response
 

@@ -154,11 +154,13 @@ def snapshot(sub: Submission, role: Role, now: datetime | None = None) -> dict[s
         "explanation": explanation(sub, role, position), "ended": sub.status in SubmissionStatus.ended(),
         "queue_position": position, "eta": estimate(sub, done, total, position, now),
         "samples_done": done, "samples_total": total, "samples_errored": errored,
+        "no_final_answer": sum(c.no_final_answer for c in cells),
         "percent": round(100 * done / total, 1) if total else 0.0,
         "cells_done": sum(c.status in CellStatus.ended() for c in cells), "cells_total": len(cells),
         "cells": [{
             "id": c.pk, "task": c.task.key, "length": c.length, "method": c.method, "budget": c.budget,
-            "status": c.status, "status_label": c.get_status_display(), "done": c.samples_done,
+            "status": c.status, "done": c.samples_done,
+            "status_label": c.get_status_display() + (f" — {c.answer_note}" if c.answer_note else ""),
             "total": c.samples_total, "errored": c.samples_errored,
             **({"error": c.error, "last_errors": errors.get(c.pk, [])} if private else {}),
         } for c in cells],
@@ -176,6 +178,7 @@ def snapshot(sub: Submission, role: Role, now: datetime | None = None) -> dict[s
             failure_reason=sub.failure_reason,
             probe={k: probe.get(k) for k in ("ok", "code", "message", "latency_s", "server_context")} if probe
             else None,
+            dialect=sub.dialect_notes,
             api_key_stored=sub.has_api_key,
         )
     return data

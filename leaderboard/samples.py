@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Avg, Count, Q, QuerySet, Sum
 
 from leaderboard.models import SampleResult, Submission, TaskCategory
 
@@ -28,3 +28,14 @@ def browse(sub: Submission, *, failures_only: bool = False, task: str = "") -> Q
     if task:
         results = results.filter(cell__task__key=task)
     return results
+
+
+def answer_summary(sub: Submission) -> dict:
+    """Over a submission's scored samples: why replies ended (``stop``/``length``/``other`` counts), how many had
+    no final answer, and the reasoning's mean length in characters (and tokens, where the server reported them)
+    over the samples that reasoned (``reasoned``: their count)."""
+    totals = sub.cells.aggregate(stop=Sum("finish_stop"), length=Sum("finish_length"), other=Sum("finish_other"),
+                                 no_final_answer=Sum("no_final_answer"))
+    reasoning = SampleResult.objects.filter(cell__submission=sub, score__isnull=False, reasoning_chars__gt=0).aggregate(
+        reasoned=Count("pk"), chars_mean=Avg("reasoning_chars"), tokens_mean=Avg("reasoning_tokens"))
+    return {**{k: v or 0 for k, v in totals.items()}, **reasoning}

@@ -115,7 +115,7 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
         "depth_div": charts.to_div(charts.depth_heatmap_figure(depth, lengths)) if depth else "",
         "cells": sub.cells.select_related("task").order_by("task__key", "length", "method", "-budget"),
         "page": page, "failures_only": failures_only, "task_filter": task_filter,
-        "events": sub.events.select_related("actor"),
+        "events": sub.events.select_related("actor"), "answers": samples.answer_summary(sub),
     }
     return render(request, "leaderboard/model.html", ctx)
 

@@ -21,7 +21,7 @@ from tests.needle_reader import expected_score, needle_reader
 KEY = "sk-engine-test-key-0042"
 FAST_RETRIES = {"EVAL_BACKOFF_BASE_S": "0.01", "EVAL_BACKOFF_CAP_S": "0.05", "EVAL_MAX_RETRIES": "3",
                 "EVAL_REQUEST_TIMEOUT_S": "2", "EVAL_DEADLINE_S": "6", "EVAL_BREAKER_THRESHOLD": "4",
-                "EVAL_PROBE_TIMEOUT_S": "5"}
+                "EVAL_PROBE_TIMEOUT_S": "5", "EVAL_PROBE_RETRY_S": "0"}
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 from leaderboard.models.board import LeaderboardRow
-from leaderboard.models.results import Cell, CellStatus, SampleResult
+from leaderboard.models.results import Cell, CellStatus, SampleAnswer, SampleResult
 from leaderboard.models.submissions import (
     ApiMode,
     EventAction,
@@ -31,6 +31,7 @@ __all__ = [
     "LeaderboardRow",
     "ModelEntry",
     "ModelKind",
+    "SampleAnswer",
     "SampleResult",
     "Submission",
     "SubmissionEvent",

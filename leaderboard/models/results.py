@@ -96,6 +96,22 @@ class Cell(models.Model):
     def __str__(self) -> str:
         return f"{self.task.key}@{self.length} {self.method}:{self.budget:g}"
 
+    @property
+    def finish_reasons(self) -> dict[str, int]:
+        """Scored samples by why their reply ended: stop (on its own), length (the token limit), other."""
+        return {"stop": self.finish_stop, "length": self.finish_length, "other": self.finish_other}
+
+    @property
+    def answer_note(self) -> str:
+        """A sentence when replies were cut off or had no final answer, else ""."""
+        scored = self.finish_stop + self.finish_length + self.finish_other
+        parts = []
+        if scored and self.finish_length * 2 > scored:
+            parts.append(f"most samples ({self.finish_length} of {scored}) stopped at the token limit")
+        if self.no_final_answer:
+            parts.append(f"{self.no_final_answer} of {scored} had no final answer (scored 0)")
+        return "; ".join(parts)
+
 
 class SampleResult(models.Model):
     cell = models.ForeignKey(Cell, on_delete=models.CASCADE, related_name="samples")

@@ -148,6 +148,13 @@ class Submission(models.Model):
         return bool(self.api_key_encrypted)
 
     @property
+    def dialect_notes(self) -> list[str]:
+        """How requests were sent to the endpoint, as learned by the probe (for the provenance)."""
+        from evalworkers.backends.dialect import Dialect
+
+        return Dialect.from_json(self.dialect).notes() if self.dialect else []
+
+    @property
     def is_active(self) -> bool:
         return self.status in SubmissionStatus.active()
 

@@ -77,7 +77,8 @@
       overall.textContent = data.percent + "%";
     }
     setText("overall-text", data.samples_done + " of " + (data.samples_total || "?") + " samples (" + data.percent +
-      "%), " + data.samples_errored + " errored; " + data.cells_done + " of " + data.cells_total + " cells finished");
+      "%), " + data.samples_errored + " errored" +
+      (data.no_final_answer ? ", " + data.no_final_answer + " without a final answer" : "") + "; " + data.cells_done + " of " + data.cells_total + " cells finished");
     updateCells(data.cells || []);
     if (data.results_url) {
       var link = $("results-link");
