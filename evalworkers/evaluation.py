@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalworkers.backends import Backend, CircuitBreaker, GenerationRequest, GenerationResult, generate_many
-from evalworkers.backends.probe import prompt_token_mismatch
 from evalworkers.benchmark import (
     AnswerOutcome,
     RenderOptions,
@@ -23,6 +22,7 @@ from evalworkers.benchmark import (
     generate_sample,
     score,
 )
+from evalworkers.prompt_sizing import prompt_token_mismatch
 from evalworkers.stats import bootstrap_seed, mean_ci
 
 
@@ -135,7 +135,7 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
         index=index, prediction="" if failed else found.answer, expected=list(sample.answers),
         score=None if failed else score(found.answer, sample.answers, sample.metric) if found.outcome.has_answer
         else 0.0,
-        error=(result.error or "")[:1000], target_prompt_tokens=sample.prompt_tokens,
+        error=(result.error or "")[:1000], target_prompt_tokens=sample.length - sample.max_new_tokens,
         prompt_tokens=result.prompt_tokens, output_tokens=result.completion_tokens, latency_s=result.latency_s,
         ttft_s=result.ttft_s, metadata=metadata, finish_reason=(result.finish_reason or "")[:32],
         answer_outcome=found.outcome.value, answer_found_by=found.found_by[:64],
@@ -158,8 +158,12 @@ def _measured(result: GenerationResult) -> dict[str, Any]:
 def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, indices: Iterable[int], *,
                      concurrency: int = 8, breaker: CircuitBreaker | None = None,
                      stop: threading.Event | None = None,
-                     on_outcome: Callable[[SampleOutcome], None] | None = None) -> list[SampleOutcome]:
-    """Generate and score the given sample indices; samples skipped by `stop` or an open breaker are dropped."""
+                     on_outcome: Callable[[SampleOutcome], None] | None = None,
+                     observe: Callable[[Sample, int | None], None] | None = None) -> list[SampleOutcome]:
+    """Generate and score the given sample indices; samples skipped by `stop` or an open breaker are dropped.
+
+    ``observe`` receives each sample with the prompt tokens its server reported (``prompt_sizing.Sizing``
+    corrects its estimate from them, so later samples are sized better)."""
     indices = list(indices)
     if indices:
         spec.sample(indices[0], counter)  # a spec that cannot build samples fails here, before any request
@@ -174,6 +178,8 @@ def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, in
     def collect(position: int, result: GenerationResult) -> None:
         if result.attempts == 0 and result.error is not None:
             return  # never sent (cancelled, or the breaker was already open): not a result
+        if observe is not None:
+            observe(samples[position], result.prompt_tokens)
         outcome = outcome_of(indices[position], samples[position], result)
         outcomes.append(outcome)
         if on_outcome is not None:

@@ -18,10 +18,11 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from evalworkers import local_runs
+from evalworkers import local_runs, prompt_sizing
 from evalworkers.backends import CircuitBreaker, EndpointBackend, EndpointConfig, probe
 from evalworkers.backends.dialect import Dialect
-from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions, SpecError, TokenCounter
+from evalworkers.backends.tokenize import RemoteTokenizer
+from evalworkers.benchmark import HFTokenCounter, RenderOptions, SpecError
 from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
 from evalworkers.local_runs import SubmissionNotRunnable
 from leaderboard import rows
@@ -172,19 +173,26 @@ def cell_spec(cell: Cell) -> CellSpec:
     )
 
 
-def _counter(sub: Submission) -> CalibratedCounter:
-    # Fixed per submission (from the probe), so a resumed cell regenerates exactly the same samples.
-    ratio = (sub.probe_result or {}).get("chars_per_token") or DEFAULT_CHARS_PER_TOKEN
-    return CalibratedCounter(float(ratio))
+def endpoint_sizing(backend: EndpointBackend, dialect: Dialect, chars_per_token: float | None,
+                    tokenizer_hint: str = "") -> prompt_sizing.Sizing:
+    """How an endpoint's cells are sized: its tokenize route, a hinted tokenizer, or calibration per cell."""
+    remote = RemoteTokenizer(backend, dialect.tokenize).count if dialect.tokenize else None
+    return prompt_sizing.for_endpoint(dialect, chars_per_token=chars_per_token or DEFAULT_CHARS_PER_TOKEN,
+                                      remote_count=remote, tokenizer_hint=tokenizer_hint)
 
 
-def _backend_and_counter(cell: Cell) -> tuple[contextlib.AbstractContextManager, TokenCounter, int]:
-    """The model behind a cell, the counter that sizes its samples, and how many samples run at once."""
+def _backend_and_sizing(cell: Cell) -> tuple[contextlib.AbstractContextManager, prompt_sizing.Sizing, int]:
+    """The model behind a cell, how its samples are sized, and how many samples run at once."""
     sub = cell.submission
     if sub.model.kind == ModelKind.HUGGINGFACE:
         backend = local_runs.backend(sub, cell.method, cell.budget)
-        return backend, HFTokenCounter(backend.loaded.tokenizer), 1
-    return EndpointBackend(endpoint_config(sub)), _counter(sub), settings.EVAL_CONCURRENCY
+        sizing = prompt_sizing.Sizing(prompt_sizing.SizingMethod.MODEL_TOKENIZER,
+                                      HFTokenCounter(backend.loaded.tokenizer), measure=backend.count_prompt)
+        return backend, sizing, 1
+    backend = EndpointBackend(endpoint_config(sub))
+    sizing = endpoint_sizing(backend, Dialect.from_json(sub.dialect), (sub.probe_result or {}).get("chars_per_token"),
+                             sub.model.tokenizer_hint)
+    return backend, sizing, settings.EVAL_CONCURRENCY
 
 
 def _store(cell: Cell, outcomes: list[SampleOutcome]) -> None:
@@ -254,10 +262,13 @@ def run_cell(cell_id: int) -> None:
 
     error = ""
     try:
-        backend, counter, concurrency = _backend_and_counter(cell)
+        backend, sizing, concurrency = _backend_and_sizing(cell)
         with backend:
-            evaluate_samples(cell_spec(cell), backend, counter, todo, concurrency=concurrency,
-                             breaker=breaker, stop=stop, on_outcome=on_outcome)
+            spec, sizing = prompt_sizing.calibrate(cell_spec(cell), backend, sizing, todo[0]) if todo else (
+                cell_spec(cell), sizing)
+            Cell.objects.filter(pk=cell.pk).update(sizing=sizing.method)
+            evaluate_samples(spec, backend, sizing.counter, todo, concurrency=concurrency,
+                             breaker=breaker, stop=stop, on_outcome=on_outcome, observe=sizing.observe)
     except SubmissionNotRunnable as exc:
         error = str(exc)
     except SpecError as exc:

@@ -36,7 +36,11 @@ Dialect switches, one per behaviour of a real server family:
 - ``refuse_fields``: request fields answered with the error their servers give (``max_tokens`` as OpenAI's
   reasoning models, ``max_completion_tokens`` as older vLLM, ``stream_options`` as FastAPI's 422);
 - ``streams=False``: a streamed request is answered with one JSON body; ``report_usage=False``: no ``usage``;
-- ``refuse_listed_model``: the model is listed by /v1/models, yet generation answers 404 "model not found".
+- ``refuse_listed_model``: the model is listed by /v1/models, yet generation answers 404 "model not found";
+- ``digits_as_tokens``: every digit is a token of its own (as in Llama 3, Qwen and DeepSeek tokenizers), so
+  number-heavy text has far fewer characters per token than prose;
+- ``max_model_len``: reported by /v1/models and enforced as vLLM does (400 when prompt + max_tokens exceed it);
+- ``tokenize``: serve ``POST /tokenize`` in the style of ``vllm``, ``llama.cpp`` or ``tgi`` (None: no route).
 """
 
 from __future__ import annotations
@@ -157,6 +161,8 @@ class FakeOpenAI:
         streams: bool = True,
         report_usage: bool = True,
         refuse_listed_model: bool = False,
+        digits_as_tokens: bool = False,
+        tokenize: str | None = None,
     ) -> None:
         self.host = host  # any 127.x.y.z address works on Linux; SSRF tests use a second one
         self.models = list(models)
@@ -177,6 +183,8 @@ class FakeOpenAI:
         self.streams = streams
         self.report_usage = report_usage
         self.refuse_listed_model = refuse_listed_model
+        self.digits_as_tokens = digits_as_tokens
+        self.tokenize = tokenize
 
         self.requests: list[RecordedRequest] = []
         self.inflight = 0
@@ -305,12 +313,19 @@ class FakeOpenAI:
 
     # --- the fake model ---------------------------------------------------------------------------------
 
+    def text_tokens(self, text: str) -> int:
+        """This server's tokenizer: characters per token, digits apart when ``digits_as_tokens``."""
+        if not self.digits_as_tokens:
+            return count_tokens(text, self.chars_per_token)
+        digits = sum(ch.isdigit() for ch in text)
+        return digits + count_tokens("".join(ch for ch in text if not ch.isdigit()), self.chars_per_token)
+
     def prompt_tokens(self, call: FakeCall) -> int:
         if call.messages is None:
-            return count_tokens(call.prompt, self.chars_per_token)
+            return self.text_tokens(call.prompt)
         total = 3
         for message in call.messages:
-            total += self.message_overhead_tokens + count_tokens(_content(message), self.chars_per_token)
+            total += self.message_overhead_tokens + self.text_tokens(_content(message))
         return total
 
     def complete_with_reasoning(self, call: FakeCall) -> tuple[str, str | None, str]:
@@ -463,6 +478,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send_bytes(status, data, fault.content_type, headers)
                 return self._send_json(status, fault.body, headers)
 
+        if path == "/tokenize" and fake.tokenize and method == "POST":
+            return self._tokenize(body, record)
         if not path.startswith("/v1/") or path not in ALL_PATHS:
             record.status = 404
             return self._send_json(404, {"detail": "Not Found"})
@@ -495,6 +512,21 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fake.max_model_len is not None:
             entry[self.fake.context_field] = self.fake.max_model_len
         return entry
+
+    def _tokenize(self, body: Any, record: RecordedRequest) -> None:
+        fake = self.fake
+        field = {"vllm": "prompt", "llama.cpp": "content", "tgi": "inputs"}[fake.tokenize]
+        text = body.get(field) if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            record.status = 422
+            return self._send_json(422, {"detail": f"'{field}' is required"})
+        n = fake.text_tokens(text)
+        record.status = 200
+        if fake.tokenize == "vllm":
+            return self._send_json(200, {"count": n, "max_model_len": fake.max_model_len, "tokens": list(range(n))})
+        if fake.tokenize == "llama.cpp":
+            return self._send_json(200, {"tokens": list(range(n))})
+        return self._send_json(200, [{"id": i, "text": "", "start": 0, "stop": 0} for i in range(n)])
 
     def _bad_request(self, record: RecordedRequest, message: str, param: str | None = None) -> None:
         record.status = 400
@@ -538,12 +570,18 @@ class _Handler(BaseHTTPRequestHandler):
             stop=[stop] if isinstance(stop, str) else stop if isinstance(stop, list) else None,
             body=body,
         )
+        if fake.max_model_len is not None and call.max_tokens is not None:
+            asked = fake.prompt_tokens(call) + call.max_tokens
+            if asked > fake.max_model_len:  # vLLM's refusal, word for word in substance
+                return self._bad_request(
+                    record, f"This model's maximum context length is {fake.max_model_len} tokens. However, you "
+                            f"requested {asked} tokens ({asked - call.max_tokens} in the messages, {call.max_tokens} "
+                            "in the completion). Please reduce the length of the messages or completion.")
         reasoning, content, finish = fake.complete_with_reasoning(call)
         text = content or ""
         usage: dict[str, Any] = {
             "prompt_tokens": fake.prompt_tokens(call),
-            "completion_tokens": count_tokens(text, fake.chars_per_token) + count_tokens(reasoning,
-                                                                                         fake.chars_per_token),
+            "completion_tokens": fake.text_tokens(text) + fake.text_tokens(reasoning),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if reasoning:

@@ -52,9 +52,12 @@ def run(server: FakeOpenAI, slug: str, *extra: str, samples: int = 6, **version:
 
 
 def values(server: FakeOpenAI) -> list[str]:
-    """The needle values of the cell's samples, as the server saw them (the probe's requests have none)."""
+    """The needle values of the cell's samples, as the server saw them (the probe's requests have none, and the
+    cell's calibration request asks for one token)."""
     seen = []
     for r in server.generation_requests:
+        if 1 in (r.body.get("max_tokens"), r.body.get("max_completion_tokens")):
+            continue
         prompt = "\n".join(str(m.get("content") or "") for m in r.body.get("messages", []))
         asked = QUESTION.search(prompt)
         if asked and r.status == 200:

@@ -3,7 +3,7 @@
 from evalworkers.backends.base import Backend, GenerationRequest, GenerationResult
 from evalworkers.backends.concurrency import generate_many
 from evalworkers.backends.endpoint import EndpointBackend, EndpointConfig
-from evalworkers.backends.probe import ProbeResult, probe, prompt_token_mismatch
+from evalworkers.backends.probe import ProbeResult, probe
 from evalworkers.backends.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
 
 __all__ = [
@@ -18,5 +18,4 @@ __all__ = [
     "RetryPolicy",
     "generate_many",
     "probe",
-    "prompt_token_mismatch",
 ]

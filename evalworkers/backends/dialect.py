@@ -30,7 +30,10 @@ class Dialect:
     is sent; ``reports_usage``: whether the probe's answer carried ``usage.prompt_tokens`` (None: not probed);
     ``streams``: whether the server answered a streamed request with server-sent events (None: not asked);
     ``reasoning``: how the probe's first answer carried reasoning ("" when it had none), e.g. ``think`` or
-    ``field:reasoning_content``; ``switched``: the parameters the probe switched, each with the server's reason.
+    ``field:reasoning_content``; ``switched``: the parameters the probe switched, each with the server's reason;
+    ``tokenize``: the server's tokenize route (``tokenize.DIALECTS``: vllm, llama.cpp, tgi; "" when none);
+    ``template_overhead_tokens``: tokens the server adds around a prompt's text (chat template, BOS), measured
+    from the probe's usage (None when the server reports no usage).
     """
 
     max_tokens_field: str = "max_tokens"
@@ -40,6 +43,8 @@ class Dialect:
     streams: bool | None = None
     reasoning: str = ""
     switched: tuple[str, ...] = ()
+    tokenize: str = ""
+    template_overhead_tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -70,6 +75,8 @@ class Dialect:
             notes.append("stream_options not accepted")
         if self.reports_usage is False:
             notes.append("the server reports no token usage: prompt lengths are unverified")
+        if self.tokenize:
+            notes.append(f"prompts sized with the server's tokenizer ({self.tokenize} tokenize route)")
         if self.reasoning:
             notes.append(f"reasoning detected ({self.reasoning})")
         notes.extend(self.switched)

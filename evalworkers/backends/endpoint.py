@@ -159,6 +159,11 @@ class EndpointConfig:
         return api_root(self.base_url)
 
     @property
+    def server_root(self) -> str:
+        """The API root without its ``/v1``: where vLLM, llama.cpp and TGI serve ``/tokenize``."""
+        return self.api_root.removesuffix("/v1")
+
+    @property
     def generation_url(self) -> str:
         return self.api_root + route(self.api_mode)
 
@@ -365,8 +370,10 @@ class EndpointBackend:
         stream: bool = False,
         method: str = "POST",
         expect_completion: bool = True,
+        from_server_root: bool = False,
     ) -> Attempt:
-        """One request to ``api_root + path`` within the attempt's share of ``deadline``; never raises.
+        """One request to ``api_root + path`` (or ``server_root + path``) within the attempt's share of
+        ``deadline``; never raises.
 
         With ``expect_completion=False`` any JSON body counts as ok (its ``payload``), e.g. for ``/models``.
         """
@@ -385,7 +392,7 @@ class EndpointBackend:
             timeout = httpx.Timeout(budget, connect=min(config.connect_timeout_s, budget))
             with self._client.stream(
                 method,
-                config.api_root + path,
+                (config.server_root if from_server_root else config.api_root) + path,
                 json=body,
                 headers=self.headers(stream=stream),
                 timeout=timeout,

@@ -206,6 +206,11 @@ class LocalBackend:
     def encode(self, text: str) -> Any:
         return self.loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
 
+    def count_prompt(self, request: GenerationRequest) -> int:
+        """Tokens of ``request`` as the model will read it (chat template included), without generating."""
+        prefix, suffix = render(self.loaded.tokenizer, request)
+        return self.encode(prefix).shape[1] + self.encode(suffix).shape[1]
+
     def generate(self, request: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
         """`on_text`, when given, receives the answer's new text as tokens are decoded (for streaming)."""
         from evalworkers.kv.generation import generate

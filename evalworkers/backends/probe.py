@@ -1,4 +1,4 @@
-"""Pre-flight probe of an endpoint when a submission starts, and the prompt-length check the runner applies.
+"""Pre-flight probe of an endpoint when a submission starts.
 
 The probe exists so a broken submission fails in seconds with a message the submitter can act on, instead
 of after hours of per-sample errors. One round makes a few small requests: ``/models``, two short generations,
@@ -22,6 +22,7 @@ from evalworkers.backends.base import GenerationRequest
 from evalworkers.backends.dialect import Dialect, adapt
 from evalworkers.backends.endpoint import Attempt, EndpointBackend, EndpointConfig, redact
 from evalworkers.backends.retry import Deadline, RetryPolicy
+from evalworkers.backends.tokenize import detect as detect_tokenize
 from evalworkers.backends.wire import context_length, mentions_unknown_model, model_entries, route
 from evalworkers.benchmark.answers import extract_answer
 
@@ -71,13 +72,6 @@ class ProbeResult:
 
     def learned(self) -> Dialect:
         return Dialect.from_json(self.dialect)
-
-
-def prompt_token_mismatch(measured: int, target: int, tolerance: float = 0.02) -> bool:
-    """True when the server's count is more than ``tolerance`` (relative) off the length we built for."""
-    if target <= 0:
-        raise ValueError("target must be positive")
-    return abs(measured - target) > tolerance * target
 
 
 def _join_names(names: tuple[str, ...], limit: int = 10) -> str:
@@ -272,6 +266,20 @@ class _Prober:
                     self.use(saved)
         self.dialect = dataclasses.replace(self.dialect, reports_usage=reports_usage)
 
+    def learn_sizing(self, first: Attempt, chars_per_token: float | None) -> None:
+        """The server's tokenize route, if any, and the tokens it adds around a prompt's text: the first prompt's
+        reported count minus the count of its text (exact with the route, estimated from the ratio without)."""
+        found = detect_tokenize(self.backend, PROBE_QUESTION, timeout_s=self.timeout_s)
+        reported = first.parsed.prompt_tokens if first.parsed else None
+        overhead = None
+        if reported is not None and found is not None:
+            overhead = reported - found[1]
+        elif reported is not None and chars_per_token:
+            overhead = round(reported - len(PROBE_QUESTION) / chars_per_token)
+        self.dialect = dataclasses.replace(
+            self.dialect, tokenize=found[0] if found else "",
+            template_overhead_tokens=None if overhead is None else max(0, overhead))
+
     def reasoning_seen(self, attempt: Attempt) -> str:
         """How the first answer showed reasoning ("" when it did not): markers, a field, or a one-word reply
         still unfinished after ``PROBE_MAX_TOKENS`` tokens (reasoning without markers)."""
@@ -367,6 +375,7 @@ class _Prober:
             return self.reasoning_without_budget(how)
         second = self.generate(PROBE_FILLER + "\n\n" + PROBE_QUESTION)
         chars_per_token = _chars_per_token(first, second)
+        self.learn_sizing(first, chars_per_token)
         context = (
             f"context window {self.server_context:,} tokens"
             if self.server_context

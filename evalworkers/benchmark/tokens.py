@@ -7,7 +7,8 @@ counts; the assembled prompt is then counted once with ``count`` to verify.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,16 +71,20 @@ class HFTokenCounter:
 class CalibratedCounter:
     """Estimated counts for an endpoint whose tokenizer we cannot run: characters divided by a ratio.
 
-    The ratio starts from a probe and is corrected from each response's ``usage.prompt_tokens``; ``margin``
-    overestimates on purpose so that a prompt sized with it rarely exceeds the real window.
+    The ratio starts from the probe (prose) and is set for each cell's own haystack kind by ``calibrate`` from
+    the server's count of one of the cell's prompts, then corrected from every response's
+    ``usage.prompt_tokens`` (``update``). ``margin`` overestimates a little on purpose, so that a prompt sized
+    with it rarely exceeds its window; it is kept below the 2% a sized prompt may fall short of its target.
+    Thread-safe: a cell's requests update it from several threads.
     """
 
-    def __init__(self, chars_per_token: float, *, margin: float = 0.02, prior_weight_chars: int = 4000) -> None:
+    def __init__(self, chars_per_token: float, *, margin: float = 0.0075, prior_weight_chars: int = 4000) -> None:
         if not chars_per_token > 0:
             raise ValueError("chars_per_token must be positive")
         self.margin = margin
         self._chars = float(prior_weight_chars)
         self._tokens = prior_weight_chars / chars_per_token
+        self._lock = threading.Lock()
 
     @classmethod
     def from_probe(cls, probe_text: str, reported_prompt_tokens: int, **kwargs: Any) -> CalibratedCounter:
@@ -97,8 +102,15 @@ class CalibratedCounter:
         chars = len(prompt_chars_or_text) if isinstance(prompt_chars_or_text, str) else int(prompt_chars_or_text)
         if chars <= 0 or reported_prompt_tokens <= 0:
             return
-        self._chars += chars
-        self._tokens += reported_prompt_tokens
+        with self._lock:
+            self._chars += chars
+            self._tokens += reported_prompt_tokens
+
+    def calibrate(self, chars: int, reported_tokens: int) -> None:
+        """Replace the ratio by one measured on the cell's own text (the prose prior no longer counts)."""
+        if chars > 0 and reported_tokens > 0:
+            with self._lock:
+                self._chars, self._tokens = float(chars), float(reported_tokens)
 
     def _estimate(self, chars: int) -> float:
         return chars / self.chars_per_token * (1.0 + self.margin)
@@ -109,3 +121,24 @@ class CalibratedCounter:
     def count_many(self, texts: Sequence[str]) -> list[int]:
         # Rounded rather than ceiled, so that sums over many pieces stay close to ``count`` of their join.
         return [round(self._estimate(len(t))) for t in texts]
+
+
+class ExactCounter:
+    """Exact counts of whole prompts from a function (a server's tokenize route), estimates for pieces.
+
+    Sizing sums estimated piece counts (``count_many``) and verifies the assembled prompt with ``count``, so a
+    few exact counts per sample make it length-exact without tokenizing every sentence remotely. ``estimate``
+    is corrected by every exact count, so later samples need fewer.
+    """
+
+    def __init__(self, count_fn: Callable[[str], int], estimate: CalibratedCounter) -> None:
+        self._count_fn = count_fn
+        self.estimate = estimate
+
+    def count(self, text: str) -> int:
+        tokens = self._count_fn(text)
+        self.estimate.update(len(text), tokens)
+        return tokens
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        return self.estimate.count_many(texts)

@@ -1,5 +1,5 @@
 from leaderboard.models.board import LeaderboardRow
-from leaderboard.models.results import Cell, CellStatus, SampleAnswer, SampleResult
+from leaderboard.models.results import Cell, CellSizing, CellStatus, SampleAnswer, SampleResult
 from leaderboard.models.submissions import (
     ApiMode,
     EventAction,
@@ -25,6 +25,7 @@ __all__ = [
     "ApiMode",
     "BenchmarkVersion",
     "Cell",
+    "CellSizing",
     "CellStatus",
     "EventAction",
     "FrozenVersionError",

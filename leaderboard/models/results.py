@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from evalworkers.benchmark.answers import OUTCOME_LABELS, AnswerOutcome
+from evalworkers.prompt_sizing import SIZING_LABELS, SizingMethod
 from leaderboard.models.submissions import Submission
 from leaderboard.models.versions import TaskSpec
 
@@ -32,6 +33,16 @@ class SampleAnswer(models.TextChoices):
     EMPTY = AnswerOutcome.EMPTY.value, OUTCOME_LABELS[AnswerOutcome.EMPTY]
 
 
+class CellSizing(models.TextChoices):
+    """How a cell's prompts were sized (labels from ``prompt_sizing.SIZING_LABELS``)."""
+
+    MODEL_TOKENIZER = SizingMethod.MODEL_TOKENIZER.value, SIZING_LABELS[SizingMethod.MODEL_TOKENIZER]
+    SERVER_TOKENIZER = SizingMethod.SERVER_TOKENIZER.value, SIZING_LABELS[SizingMethod.SERVER_TOKENIZER]
+    LOCAL_TOKENIZER = SizingMethod.LOCAL_TOKENIZER.value, SIZING_LABELS[SizingMethod.LOCAL_TOKENIZER]
+    CALIBRATED = SizingMethod.CALIBRATED.value, SIZING_LABELS[SizingMethod.CALIBRATED]
+    UNVERIFIED = SizingMethod.UNVERIFIED.value, SIZING_LABELS[SizingMethod.UNVERIFIED]
+
+
 class Cell(models.Model):
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="cells")
     task = models.ForeignKey(TaskSpec, on_delete=models.PROTECT, related_name="cells")
@@ -47,7 +58,10 @@ class Cell(models.Model):
     ci_high = models.FloatField(null=True, blank=True)
     prompt_tokens_mean = models.FloatField(null=True, blank=True, help_text="As the model's server counted them.")
     target_prompt_tokens_mean = models.FloatField(null=True, blank=True, help_text="As the samples were sized.")
-    prompt_token_mismatch = models.BooleanField(default=False)
+    prompt_token_mismatch = models.BooleanField(
+        default=False, help_text="The server's count was over the target or more than 2% below it.")
+    sizing = models.CharField(max_length=20, choices=CellSizing.choices, blank=True,
+                              help_text="How the prompts were sized in the model's tokens.")
     kv_bytes = models.BigIntegerField(null=True, blank=True, help_text="KV cache bytes after prefill, measured.")
     kv_bytes_full = models.BigIntegerField(null=True, blank=True, help_text="The same prompt's full-cache bytes.")
     kept_fraction = models.FloatField(null=True, blank=True)

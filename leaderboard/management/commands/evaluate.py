@@ -9,11 +9,12 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from evalworkers import prompt_sizing
 from evalworkers.backends import CircuitBreaker, EndpointBackend, probe
 from evalworkers.backends.options import OptionsError, describe_allowed, validate_request_options
-from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions
+from evalworkers.benchmark import HFTokenCounter, RenderOptions
 from evalworkers.evaluation import CellSpec, CellSummary, evaluate_samples, summarize
-from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN, engine_config, probe_options
+from evalworkers.runner import endpoint_sizing, engine_config, probe_options
 from leaderboard.models import BenchmarkVersion
 
 EFFICIENCY_KEYS = {"kv_bytes": "kv_bytes", "kv_bytes_full": "kv_bytes_full", "kept_fraction": "kept_fraction",
@@ -86,6 +87,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print a JSON list of cell objects.")
         parser.add_argument("--request-options", help="A JSON object of extra request fields (with --endpoint); "
                                                        f"allowed: {describe_allowed()}.")
+        parser.add_argument("--tokenizer-hint", help="A Hugging Face tokenizer available on this machine that the "
+                                                     "endpoint's model uses (sizes prompts exactly).")
         parser.add_argument("--concurrency", type=int, help="Requests in flight at once (with --endpoint; default: "
                                                             "EVAL_CONCURRENCY).")
 
@@ -137,21 +140,26 @@ class Command(BaseCommand):
         config = dataclasses.replace(config, **checked.learned().config_fields())
         for note in checked.learned().switched:
             self.stderr.write(f"dialect: {note}")
-        counter = CalibratedCounter(checked.chars_per_token or DEFAULT_CHARS_PER_TOKEN)
         options = RenderOptions.from_version_params(version.params)
         cells = []
         with EndpointBackend(config) as backend:
             for task in tasks:
                 for length in lengths:
+                    # Sized afresh per cell: calibration is per haystack kind, so per task.
+                    sizing = endpoint_sizing(backend, checked.learned(), checked.chars_per_token,
+                                             str(opts["tokenizer_hint"] or ""))
                     spec = CellSpec(seed=version.seed, task_key=task.key, task_type=task.task_type,
                                     params=task.params, length=length, max_new_tokens=task.max_new_tokens,
                                     samples=limit, api_mode=config.api_mode, options=options)
-                    outcomes = evaluate_samples(spec, backend, counter, range(limit),
+                    spec, sizing = prompt_sizing.calibrate(spec, backend, sizing, 0)
+                    outcomes = evaluate_samples(spec, backend, sizing.counter, range(limit),
                                                 concurrency=config.concurrency,
-                                                breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD))
+                                                breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD),
+                                                observe=sizing.observe)
                     summary = summarize(outcomes, seed_parts=(version.slug, task.key, length))
                     cells.append({"task": task.key, "length": length, "method": "full", "budget": 1.0,
-                                  "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
+                                  "sizing": sizing.method.value, "score": summary.score,
+                                  "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
                                   "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
                                   "prompt_token_mismatch": summary.prompt_token_mismatch,
                                   "top_error": summary.top_error, **answer_fields(summary)})
@@ -189,7 +197,6 @@ class Command(BaseCommand):
             loaded = load(config)
         except ModelLoadError as exc:
             raise CommandError(f"--local: {exc}.") from None
-        counter = HFTokenCounter(loaded.tokenizer)
         options = RenderOptions.from_version_params(version.params)
         cells = []
         for task in tasks:
@@ -202,11 +209,15 @@ class Command(BaseCommand):
                                                memory_limit_bytes=config.memory_limit_bytes)
                     except ModelLoadError as exc:
                         raise CommandError(f"--methods: {exc}.") from None
-                    outcomes = evaluate_samples(spec, backend, counter, range(limit), concurrency=1)
+                    sizing = prompt_sizing.Sizing(prompt_sizing.SizingMethod.MODEL_TOKENIZER,
+                                                  HFTokenCounter(loaded.tokenizer), measure=backend.count_prompt)
+                    point_spec, sizing = prompt_sizing.calibrate(spec, backend, sizing, 0)
+                    outcomes = evaluate_samples(point_spec, backend, sizing.counter, range(limit), concurrency=1)
                     summary = summarize(outcomes, seed_parts=(version.slug, task.key, length, name, budget))
                     figures = local_runs.cell_efficiency(outcomes)
                     oom = next((o for o in outcomes if o.metadata.get("oom")), None)
                     cell = {"task": task.key, "length": length, "method": name, "budget": budget,
+                            "sizing": sizing.method.value,
                             "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
                             "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
                             "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,

@@ -1,0 +1,109 @@
+"""A length column means what it says: prompts are sized in the model's own tokens, on any tokenizer.
+
+Servers whose tokenizers differ from the probe's prose estimate (every digit a token; a long chat template; a
+tokenize route; no usage at all) get prompts within 2% below their target, or a cell that says why not.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from evalworkers.prompt_sizing import prompt_token_mismatch
+from leaderboard import versioning
+from leaderboard.models import TaskSpec
+from tests.factories import make_version
+from tests.fake_openai import FakeOpenAI
+
+pytestmark = pytest.mark.django_db
+
+LENGTH = 4096
+
+#: One task per kind of haystack the generator writes, with the kind's name.
+HAYSTACKS = {
+    "noise": ("niah_single", {"haystack": "noise", "key_type": "words", "value_type": "numbers"}),
+    "numbers": ("niah_multikey", {"haystack": "needles", "key_type": "words", "value_type": "numbers",
+                                  "num_keys": 1}),
+    "uuids": ("niah_multikey", {"haystack": "needles", "key_type": "uuids", "value_type": "uuids", "num_keys": 1}),
+    "prose": ("niah_single", {"haystack": "prose", "key_type": "words", "value_type": "numbers"}),
+    "words": ("common_words", {"num_cw": 10, "freq_cw": 30, "freq_ucw": 3}),
+    "code_like": ("variable_tracking", {"num_chains": 1, "num_hops": 4, "haystack": "noise"}),
+    "documents": ("synthetic_qa", {"hops": 1}),
+}
+
+
+def haystack_version(slug: str) -> None:
+    version = make_version(slug, tasks=0, lengths=[LENGTH], samples_per_cell=3)
+    for kind, (task_type, params) in HAYSTACKS.items():
+        spec = TaskSpec(version=version, key=kind, task_type=task_type, params=params, max_new_tokens=64)
+        spec.full_clean()
+        spec.save()
+    versioning.publish(version)
+
+
+def evaluate(server: FakeOpenAI, slug: str, *extra: str) -> dict[str, dict]:
+    out = StringIO()
+    call_command("evaluate", "--endpoint", server.base_url, "--model", "m", "--version", slug, "--json", *extra,
+                 stdout=out, stderr=StringIO())
+    return {c["task"]: c for c in json.loads(out.getvalue())}
+
+
+def shortfall_percent(cell: dict) -> float:
+    target = LENGTH - 64
+    return round(100 * (target - cell["prompt_tokens_mean"]) / target, 2)
+
+
+def assert_within_two_percent_below(cells: dict[str, dict], sizing: str) -> None:
+    for kind, cell in cells.items():
+        assert cell["sizing"] == sizing, kind
+        assert cell["errors"] == 0, (kind, cell["top_error"])
+        assert 0.0 <= shortfall_percent(cell) <= 2.0, (kind, cell["prompt_tokens_mean"])
+        assert cell["prompt_token_mismatch"] is False, kind
+
+
+def test_a_digit_splitting_server_gets_every_haystack_kind_within_two_percent_below_its_target() -> None:
+    haystack_version("digits")
+    with FakeOpenAI(models=("m",), digits_as_tokens=True, max_model_len=LENGTH) as server:
+        cells = evaluate(server, "digits")
+        longest = max(r.usage["prompt_tokens"] for r in server.generation_requests if r.usage)
+    print("shortfall % by haystack kind (digits as tokens, calibrated):",
+          {k: shortfall_percent(c) for k, c in cells.items()})
+    assert_within_two_percent_below(cells, "calibrated")
+    assert longest <= LENGTH - 64  # no request, calibration included, ran over the window
+
+
+@pytest.mark.parametrize("route", ["vllm", "llama.cpp", "tgi"])
+def test_a_server_with_a_tokenize_route_is_sized_with_it_exactly(route: str) -> None:
+    haystack_version(f"tok-{route.replace('.', '')}")
+    with FakeOpenAI(models=("m",), digits_as_tokens=True, tokenize=route) as server:
+        cells = evaluate(server, f"tok-{route.replace('.', '')}")
+        assert server.count("/tokenize") > len(HAYSTACKS)
+    assert_within_two_percent_below(cells, "server_tokenizer")
+
+
+def test_a_long_chat_template_is_reserved_not_counted_as_context() -> None:
+    haystack_version("template")
+    with FakeOpenAI(models=("m",), message_overhead_tokens=300) as server:
+        cells = evaluate(server, "template")
+    assert_within_two_percent_below(cells, "calibrated")
+
+
+def test_a_server_that_reports_no_usage_has_its_lengths_marked_unverified_not_flagged() -> None:
+    haystack_version("nousage")
+    with FakeOpenAI(models=("m",), report_usage=False, stream_usage=False) as server:
+        cells = evaluate(server, "nousage")
+    for cell in cells.values():
+        assert cell["sizing"] == "unverified"
+        assert cell["prompt_tokens_mean"] is None and cell["prompt_token_mismatch"] is False
+
+
+def test_the_flag_is_raised_over_the_target_or_more_than_two_percent_below_it_only() -> None:
+    assert not prompt_token_mismatch(3968, 3968)
+    assert not prompt_token_mismatch(3890, 3968)  # 1.97% short
+    assert prompt_token_mismatch(3888, 3968)  # 2.02% short
+    assert prompt_token_mismatch(3969, 3968)  # over the window
+    assert not prompt_token_mismatch(368, 384)  # 16 tokens short: the generator's smallest step
+    assert prompt_token_mismatch(367, 384)
