@@ -112,6 +112,7 @@ class Fault:
     content_type: str = "application/json"
     message: str | None = None
     paths: tuple[str, ...] = GENERATION_PATHS
+    match: Callable[[Any], bool] | None = None  # only requests whose decoded body this accepts
 
 
 @dataclass
@@ -267,10 +268,10 @@ class FakeOpenAI:
         with self._lock:
             self._faults.clear()
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, path: str, body: Any = None) -> Fault | None:
         with self._lock:
             for scripted in self._faults:
-                if path in scripted.fault.paths:
+                if path in scripted.fault.paths and (scripted.fault.match is None or scripted.fault.match(body)):
                     if scripted.remaining is not None:
                         scripted.remaining -= 1
                         if scripted.remaining <= 0:
@@ -459,7 +460,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, method: str, path: str, body: Any, record: RecordedRequest) -> None:
         fake = self.fake
-        fault = fake._take_fault(path)
+        fault = fake._take_fault(path, body)
         record.fault = fault
         if fault is not None:
             if not fake.sleep(fault.delay_s):
