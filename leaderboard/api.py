@@ -34,7 +34,8 @@ def _row_json(item: board.BoardRow) -> dict[str, Any]:
             "effective_length": item.effective_length,
             "scores_by_length": {str(k): v for k, v in item.scores.items()}, "average": item.average,
             "wavg_inc": item.wavg_inc, "wavg_dec": item.wavg_dec, "ci": [item.ci_low, item.ci_high],
-            "parameters_b": r.parameters_b, "complete": r.complete,
+            "parameters_b": r.parameters_b, "complete": r.complete, "length_notes": r.length_notes,
+            "lengths_verified": r.lengths_verified,
             "completed_at": r.completed_at.isoformat() if r.completed_at else None}
 
 

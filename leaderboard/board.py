@@ -95,6 +95,12 @@ class BoardRow:
     rank_high: int | None = None
 
     @property
+    def length_cells(self) -> list[tuple[float | None, str]]:
+        """(score, why it is missing) per length, in the version's order."""
+        notes = self.row.length_notes or {}
+        return [(score, notes.get(str(length), "")) for length, score in self.scores.items()]
+
+    @property
     def rank_label(self) -> str:
         if self.rank is None:
             return "–"

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Avg
+from django.db.models import Avg, QuerySet
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
 from leaderboard import metrics
-from leaderboard.models import BenchmarkVersion, Cell, CellStatus, LeaderboardRow, Submission, SubmissionStatus
+from leaderboard.models import (
+    BenchmarkVersion,
+    Cell,
+    CellSizing,
+    CellStatus,
+    LeaderboardRow,
+    Submission,
+    SubmissionStatus,
+)
 
 
 def touch(version_id: int) -> None:
@@ -30,11 +38,15 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
     if sub.status != SubmissionStatus.COMPLETED:
         return []
     version = sub.version
+    ended = Cell.objects.filter(submission=sub, status__in=[CellStatus.COMPLETED, CellStatus.OOM])
+    # A cell whose prompts missed their length is not a score at that length: it stays off its column.
     records = list(
-        Cell.objects.filter(submission=sub, status__in=[CellStatus.COMPLETED, CellStatus.OOM])
+        ended.filter(prompt_token_mismatch=False)
         .values("task__key", "task__category", "task__weight", "length", "method", "budget", "score", "ci_low",
                 "ci_high", "samples_done", "samples_errored", "kv_bytes")
     )
+    notes = missed_lengths(ended)
+    unverified = set(ended.filter(sizing=CellSizing.UNVERIFIED).values_list("method", "budget").distinct())
     frame = metrics.cell_frame(records)
     summaries = metrics.summarize_cells(frame, lengths=list(version.lengths),
                                         tasks=list(version.tasks.values_list("key", flat=True)),
@@ -56,10 +68,24 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
             average=s.average, wavg_inc=s.wavg_inc, wavg_dec=s.wavg_dec, ci_low=s.ci_low, ci_high=s.ci_high,
             effective_length=s.effective_length, complete=s.complete, kv_bytes_mean=kv.get((s.method, s.budget)),
             samples=s.samples, samples_errored=s.samples_errored, completed_at=sub.finished_at,
+            length_notes=notes.get((s.method, s.budget), {}),
+            lengths_verified=(s.method, s.budget) not in unverified,
         )
         for s in summaries
     ]
     return LeaderboardRow.objects.bulk_create(rows)
+
+
+def missed_lengths(cells: QuerySet[Cell]) -> dict[tuple[str, float], dict[str, str]]:
+    """Per (method, budget), per length: why the length's column is empty (the cells whose prompts missed it)."""
+    notes: dict[tuple[str, float], dict[str, list[str]]] = {}
+    for c in cells.filter(prompt_token_mismatch=True).values("method", "budget", "length", "task__key",
+                                                             "prompt_tokens_mean", "target_prompt_tokens_mean"):
+        reason = (f"{c['task__key']}: the model's server counted {c['prompt_tokens_mean'] or 0:,.0f} prompt tokens "
+                  f"for a target of {c['target_prompt_tokens_mean'] or 0:,.0f}")
+        notes.setdefault((c["method"], c["budget"]), {}).setdefault(_key(c["length"]), []).append(reason)
+    return {point: {length: "; ".join(reasons) for length, reasons in by_length.items()}
+            for point, by_length in notes.items()}
 
 
 def refresh_visibility(submission_id: int) -> None:

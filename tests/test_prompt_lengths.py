@@ -12,11 +12,12 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from evalworkers import runner
 from evalworkers.prompt_sizing import prompt_token_mismatch
-from leaderboard import versioning
-from leaderboard.models import TaskSpec
-from tests.factories import make_version
-from tests.fake_openai import FakeOpenAI
+from leaderboard import rows, versioning
+from leaderboard.models import LeaderboardRow, Submission, SubmissionStatus, TaskSpec
+from tests.factories import make_entry, make_submission, make_version
+from tests.fake_openai import FakeCall, FakeOpenAI
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +108,48 @@ def test_the_flag_is_raised_over_the_target_or_more_than_two_percent_below_it_on
     assert prompt_token_mismatch(3969, 3968)  # over the window
     assert not prompt_token_mismatch(368, 384)  # 16 tokens short: the generator's smallest step
     assert prompt_token_mismatch(367, 384)
+
+
+# --- on the board ----------------------------------------------------------------------------------------
+
+def evaluated(server: FakeOpenAI, slug: str) -> Submission:
+    """A submission of ``server`` on a fresh two-length version, run to its end by the runner, rows computed."""
+    version = make_version(slug, publish=True, lengths=[512, 1024], samples_per_cell=3)
+    sub = make_submission(version=version, model=make_entry(endpoint_url=server.base_url, api_model_name="m"))
+    for cell_id in runner.start(sub.pk):
+        runner.run_cell(cell_id)
+    rows.recompute(sub.pk)
+    return Submission.objects.get(pk=sub.pk)
+
+
+def test_a_cell_whose_prompts_missed_their_length_is_kept_off_its_column_with_the_reason(client) -> None:
+    with FakeOpenAI(models=("m",)) as server:
+        def tokenizer_changes_after_calibration(call: FakeCall) -> str:
+            if call.max_tokens != 1 and call.prompt.count("special magic"):
+                server.chars_per_token = 3.0  # every sample now counts a third more than it was sized for
+            return "I don't know."
+
+        server.answer = tokenizer_changes_after_calibration
+        sub = evaluated(server, "missed")
+    assert sub.status == SubmissionStatus.COMPLETED
+    flagged = sub.cells.filter(prompt_token_mismatch=True)
+    assert flagged.exists()
+    row = LeaderboardRow.objects.get(submission=sub)
+    for cell in flagged:
+        assert row.scores_by_length[str(cell.length)] is None
+        assert "the model's server counted" in row.length_notes[str(cell.length)]
+    assert row.effective_length is None or row.effective_length < min(c.length for c in flagged)
+    page = client.get("/?version=missed").content.decode()
+    assert "Not this length: niah_0: the model&#x27;s server counted" in page
+    api = client.get("/api/v1/leaderboard?version=missed").json()
+    assert api["rows"][0]["length_notes"] == row.length_notes
+
+
+def test_a_server_without_usage_makes_its_row_say_lengths_are_unverified(client) -> None:
+    with FakeOpenAI(models=("m",), report_usage=False, stream_usage=False) as server:
+        sub = evaluated(server, "unverified")
+    assert set(sub.cells.values_list("sizing", flat=True)) == {"unverified"}
+    row = LeaderboardRow.objects.get(submission=sub)
+    assert row.lengths_verified is False and not row.length_notes
+    assert "lengths unverified" in client.get("/?version=unverified").content.decode()
+    assert "estimated; unverified" in client.get(f"/models/{sub.pk}/").content.decode()

@@ -38,6 +38,11 @@ class LeaderboardRow(models.Model):
     effective_length = models.PositiveIntegerField(null=True, blank=True,
                                                    help_text="Longest length up to which every score passes.")
     complete = models.BooleanField(default=True, help_text="Every task and length of the version was measured.")
+    length_notes = models.JSONField(
+        default=dict, blank=True,
+        help_text='{"4096": "why this length has no score"}: cells whose prompts missed the length.')
+    lengths_verified = models.BooleanField(
+        default=True, help_text="False when the model's server reported no token counts to check lengths with.")
     kv_bytes_mean = models.FloatField(null=True, blank=True)
     samples = models.PositiveIntegerField(default=0)
     samples_errored = models.PositiveIntegerField(default=0)
