@@ -96,7 +96,8 @@ def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(r
     assert fits.status == CellStatus.COMPLETED and fits.score is not None
     rows.recompute(sub.pk)
     page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
-    assert "full 100% runs out of memory at 1,024 tokens; streaming_llm 25% fits" in page
+    assert ("Full cache runs out of memory at 1,024 tokens; StreamingLLM, 75% of middle tokens evicted, 25% of KV "
+            "bytes fits") in page
     assert "Measured memory and speed" in page and "context only" in page
 
 
