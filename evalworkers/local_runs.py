@@ -33,29 +33,29 @@ def _config(sub: Any) -> LocalModelConfig:
     return config_for(sub.model.hf_repo, sub.model.hf_revision, aware=query_aware(sub.version))
 
 
-def check_grid(methods: list[str], budgets: list[float], *, offered_methods: list[str],
-               offered_budgets: list[float], model_name: str = "") -> None:
-    """Refuse methods/budgets the version does not offer or the registry cannot run, naming each one."""
-    for name in methods:
-        if name not in offered_methods:
-            raise SubmissionNotRunnable(f"KV method {name!r} is not offered by this version "
-                                        f"(offered: {', '.join(offered_methods)}).")
-    for budget in budgets:
-        if float(budget) not in [float(b) for b in offered_budgets]:
-            raise SubmissionNotRunnable(f"budget {budget} is not offered by this version "
-                                        f"(offered: {', '.join(f'{b:g}' for b in offered_budgets)}).")
-    problem = registry.unrunnable(methods, budgets, files_dir=settings.KV_FILES_DIR, model_name=model_name)
+def check_grid(methods: list[str], budgets: list[float], *, offered: dict[str, list[float]],
+               refused: list[tuple[str, float, str]] | None = None, model_name: str = "",
+               context_tokens: int | None = None) -> list[tuple[str, float]]:
+    """The (method, budget) pairs a request runs, or SubmissionNotRunnable naming a method or budget the version
+    does not offer, or one the KV registry refuses (a budget it cannot honour, files it lacks)."""
+    try:
+        points = registry.requested_points(methods, budgets, offered, refused or [])
+    except registry.MethodError as exc:
+        raise SubmissionNotRunnable(str(exc)) from None
+    problem = registry.unrunnable(points, files_dir=settings.KV_FILES_DIR, model_name=model_name,
+                                  context_tokens=context_tokens)
     if problem is not None:
         raise SubmissionNotRunnable(problem[1])
+    return points
 
 
 def check(sub: Any) -> None:
     """The local pre-flight: methods and budgets valid, the model loads, its window holds the longest length."""
     from leaderboard.models import Submission
 
-    check_grid(list(sub.kv_methods), [float(b) for b in sub.kv_budgets if float(b) < 1.0],
-               offered_methods=list(sub.version.kv_methods), offered_budgets=list(sub.version.kv_budgets),
-               model_name=sub.model.hf_repo)
+    check_grid(list(sub.kv_methods), [float(b) for b in sub.kv_budgets], offered=sub.version.kv_offered(),
+               refused=sub.version.kv_refused(), model_name=sub.model.hf_repo,
+               context_tokens=min(sub.version.lengths))
     try:
         loaded = load(_config(sub))
     except ModelLoadError as exc:

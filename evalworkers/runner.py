@@ -24,6 +24,7 @@ from evalworkers.backends.dialect import Dialect
 from evalworkers.backends.tokenize import RemoteTokenizer
 from evalworkers.benchmark import HFTokenCounter, RenderOptions, SpecError
 from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
+from evalworkers.kv import registry
 from evalworkers.local_runs import SubmissionNotRunnable
 from leaderboard import rows
 from leaderboard.models import (
@@ -87,7 +88,7 @@ def grid_points(sub: Submission) -> list[tuple[str, float]]:
     """(method, budget) pairs: endpoints are measured as served; local models add the requested KV methods."""
     points = [("full", 1.0)]
     if sub.model.kind == ModelKind.HUGGINGFACE:
-        points += [(m, float(b)) for m in sub.kv_methods if m != "full" for b in sub.kv_budgets if float(b) < 1.0]
+        points += registry.requested_points(sub.kv_methods, sub.kv_budgets, sub.version.kv_offered())
     return points
 
 

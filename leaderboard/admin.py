@@ -56,7 +56,7 @@ class BenchmarkVersionForm(forms.ModelForm):
     class Meta:
         model = BenchmarkVersion
         fields = ("slug", "title", "notes", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
-                  "kv_methods", "kv_budgets", "params")
+                  "kv_methods", "kv_budgets", "kv_method_budgets", "params")
 
 
 @admin.register(BenchmarkVersion)

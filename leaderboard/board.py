@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
+from evalworkers.kv import registry
 from leaderboard import metrics
 from leaderboard.models import BenchmarkVersion, LeaderboardRow, ModelKind, TaskCategory, Visibility
 
@@ -246,4 +247,7 @@ def curve_rows(board: list[BoardRow], selected: tuple[int, ...]) -> list[dict[st
 
 
 def label(row: LeaderboardRow) -> str:
-    return row.model_name if row.method == "full" else f"{row.model_name} · {row.method} {row.budget:.0%}"
+    """The row's name: the model, and for a compressed cache the KV point as the registry labels it."""
+    if row.method == "full":
+        return row.model_name
+    return f"{row.model_name} · {registry.point_label(row.method, row.budget)}"

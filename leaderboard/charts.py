@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from evalworkers.kv.registry import point_label
+
 __all__ = [
     "COLORS",
     "DEPTH_BIN_LABELS",
@@ -287,7 +289,8 @@ def budget_figure(points: Sequence[Mapping[str, Any]]) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=group["pct"].tolist(), y=group["score"].tolist(), name=str(method), mode="lines+markers",
             cliponaxis=False, line={"color": colors[str(method)], "width": 2.5}, marker={"size": 8},
-            hovertemplate="<b>%{fullData.name}</b><br>KV kept: %{x:g}%<br>Score: %{y:.1f}<extra></extra>",
+            customdata=[point_label(str(method), b) for b in group["budget"]],
+            hovertemplate="<b>%{customdata}</b><br>KV kept: %{x:g}%<br>Score: %{y:.1f}<extra></extra>",
         ))
     full = means[means["method"] == FULL_METHOD]
     span = others["pct"] if not others.empty else means["pct"]
@@ -348,9 +351,10 @@ def pareto_figure(points: Sequence[Mapping[str, Any]]) -> go.Figure:
             x=[float(p["kv_bytes"]) for p in group], y=[float(p["score"]) for p in group], name=method,
             mode="markers", cliponaxis=False,
             marker={"color": colors[method], "size": 10, "line": {"width": 1, "color": "white"}},
-            customdata=[[float(p["kv_bytes"]) / mib, MISSING if b is None else _percent_label(round(b * 100, 6))]
+            customdata=[[float(p["kv_bytes"]) / mib, MISSING if b is None else _percent_label(round(b * 100, 6)),
+                         method if b is None else point_label(method, b)]
                         for p, b in zip(group, budgets, strict=True)],
-            hovertemplate=("<b>%{fullData.name}</b><br>KV kept: %{customdata[1]}<br>"
+            hovertemplate=("<b>%{customdata[2]}</b><br>KV kept: %{customdata[1]}<br>"
                            "KV cache: %{customdata[0]:,.1f} MiB<br>Score: %{y:.1f}<extra></extra>"),
         ))
     fig.update_xaxes(type="log", title_text="KV cache after prefill (bytes, log scale)", tickformat="~s",

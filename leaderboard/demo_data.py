@@ -233,8 +233,7 @@ def confidence_interval(score: float, n: int) -> tuple[float, float]:
 def _grid(model: DemoModel, version: BenchmarkVersion) -> list[tuple[str, float]]:
     points = [("full", 1.0)]
     if model.kind == ModelKind.HUGGINGFACE:
-        budgets = [float(b) for b in version.kv_budgets if float(b) < 1.0]
-        points += [(m, b) for m in version.kv_methods if m != "full" for b in budgets]
+        points += [(m, b) for m, budgets in version.kv_offered().items() for b in budgets]
     return points
 
 
@@ -328,8 +327,8 @@ def _submission(rng: random.Random, model: DemoModel, entry: ModelEntry, version
     return Submission(
         model=entry, version=version, status=SubmissionStatus.COMPLETED, visibility=Visibility.PUBLIC,
         is_baseline=model.is_baseline,
-        kv_methods=[m for m in version.kv_methods if m != "full"] if local else [],
-        kv_budgets=[float(b) for b in version.kv_budgets if float(b) < 1.0] if local else [],
+        kv_methods=list(version.kv_offered()) if local else [],
+        kv_budgets=sorted({b for bs in version.kv_offered().values() for b in bs}, reverse=True) if local else [],
         cells_total=cells_total, cells_done=cells_total,
         samples_total=cells_total * version.samples_per_cell, samples_done=cells_total * version.samples_per_cell,
         queued_at=started - timedelta(minutes=rng.uniform(1, 90)), started_at=started, finished_at=finished,

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import Avg, Count, Max, Q
 
+from evalworkers.kv import registry
 from leaderboard.models import Cell, CellStatus, LeaderboardRow, Submission
 
 KEEP_FRACTION = 0.9
@@ -62,8 +63,8 @@ def oom_summary(lines: Sequence[dict[str, Any]]) -> list[str]:
         if line["oom"] and key not in ooms:
             ooms[key] = line["length"]
     for (method, budget), length in sorted(ooms.items(), key=lambda item: item[1]):
-        fits = sorted({f"{line['method']} {line['budget'] * 100:g}%" for line in lines
+        fits = sorted({registry.point_label(line["method"], line["budget"]) for line in lines
                        if line["length"] == length and not line["oom"] and line["kv"] is not None})
-        sentence = f"{method} {budget * 100:g}% runs out of memory at {length:,} tokens"
+        sentence = f"{registry.point_label(method, budget)} runs out of memory at {length:,} tokens"
         sentences.append(sentence + (f"; {', '.join(fits)} fit{'s' if len(fits) == 1 else ''}" if fits else ""))
     return sentences

@@ -21,6 +21,7 @@ from django.core.validators import URLValidator
 from evalworkers.backends import EndpointConfig
 from evalworkers.backends.addresses import UnsafeAddressError, check_url, ip_literal, parse_networks
 from evalworkers.backends.options import ALLOWED, OptionsError, validate_request_options
+from evalworkers.kv import budgets as kv_budgets
 from evalworkers.kv import registry as kv_registry
 from leaderboard.models import ApiMode, BenchmarkVersion, ModelKind
 from leaderboard.submitting import DEFAULT_REVISION, SubmissionRequest
@@ -57,7 +58,7 @@ def _version_choices() -> Any:
 
 
 def _budget_label(b: float) -> str:
-    return "100% (full cache)" if b >= 1 else f"{b * 100:g}% of the KV cache"
+    return "100% (full cache)" if b >= 1 else f"{kv_budgets.percent(b)} of the KV cache"
 
 
 class SubmissionForm(forms.Form):
@@ -143,9 +144,10 @@ class SubmissionForm(forms.Form):
         default = next((v for v in versions if v.is_default), versions[0] if versions else None)
         if default is not None:
             self.fields["version"].initial = default.slug
-        methods = sorted({m for v in versions for m in v.kv_methods if m != "full"})
-        budgets = sorted({float(b) for v in versions for b in v.kv_budgets if float(b) < 1}, reverse=True)
-        self.fields["kv_methods"].choices = [(m, m) for m in methods]
+        offers = [v.kv_offered() for v in versions]
+        methods = sorted({m for offer in offers for m in offer})
+        budgets = sorted({b for offer in offers for bs in offer.values() for b in bs}, reverse=True)
+        self.fields["kv_methods"].choices = [(m, f"{m} ({kv_registry.METHODS[m].label})") for m in methods]
         self.fields["kv_budgets"].choices = [(f"{b:g}", _budget_label(b)) for b in budgets]
         self.versions = versions
 
@@ -250,31 +252,42 @@ class SubmissionForm(forms.Form):
                 self.add_error(name, f"{self.fields[name].label} {why}.")
 
     def _check_kv(self, data: dict[str, Any]) -> None:
+        """Each chosen method runs at each chosen budget its version offers it at; a method or budget the version
+        does not offer, a method left without a budget, or a pair the workers cannot run is refused."""
         version = data.get("version")
-        methods, budgets = data.get("kv_methods") or [], data.get("kv_budgets") or []
+        methods, budgets = data.get("kv_methods") or [], [float(b) for b in data.get("kv_budgets") or []]
         if version is None:
             return
-        offered = [m for m in version.kv_methods if m != "full"]
+        if methods and not budgets:
+            self.add_error("kv_budgets", "Choose at least one budget for the chosen methods.")
+            return
+        if budgets and not methods:
+            self.add_error("kv_methods", "Choose at least one method to run at the chosen budgets.")
+            return
+        offered, refused = version.kv_offered(), version.kv_refused()
         extra = [m for m in methods if m not in offered]
         if extra:
             self.add_error("kv_methods", f"Version {version.slug} does not offer {', '.join(extra)}; it offers "
                                          f"{', '.join(offered) or 'only the full cache'}.")
-        offered_budgets = {float(b) for b in version.kv_budgets if float(b) < 1}
-        chosen = [float(b) for b in budgets]
-        odd = [b for b in chosen if b not in offered_budgets]
+        every = {b for bs in offered.values() for b in bs} | {b for m, b, _ in refused if m in methods}
+        odd = [b for b in budgets if b not in every]
         if odd:
             self.add_error("kv_budgets", f"Version {version.slug} offers budgets "
-                                         f"{', '.join(f'{b:g}' for b in sorted(offered_budgets)) or 'none'}.")
-        if "kv_methods" not in self.errors and "kv_budgets" not in self.errors:
-            self._check_runnable(methods, chosen, data.get("hf_repo") or "")
-        if methods and not budgets and "kv_budgets" not in self.errors:
-            self.add_error("kv_budgets", "Choose at least one budget for the chosen methods.")
-        if budgets and not methods and "kv_methods" not in self.errors:
-            self.add_error("kv_methods", "Choose at least one method to run at the chosen budgets.")
+                                         f"{', '.join(f'{b:g}' for b in sorted(every)) or 'none'}.")
+        if extra or odd:
+            return
+        try:
+            points = kv_registry.requested_points(methods, budgets, offered, refused)
+        except kv_registry.MethodError as exc:
+            field = "kv_methods" if any(str(exc) == why for _, _, why in refused) else "kv_budgets"
+            self.add_error(field, f"{exc}.")
+            return
+        self._check_runnable(points, data.get("hf_repo") or "", min(version.lengths))
 
-    def _check_runnable(self, methods: list[str], budgets: list[float], repo: str) -> None:
-        """Combinations the workers cannot run (ThinK below 0.5, a method whose files are not configured)."""
-        problem = kv_registry.unrunnable(methods, budgets, files_dir=settings.KV_FILES_DIR, model_name=repo)
+    def _check_runnable(self, points: list[tuple[str, float]], repo: str, shortest: int) -> None:
+        """Pairs the workers cannot run (a budget the method cannot honour, a method whose files are missing)."""
+        problem = kv_registry.unrunnable(points, files_dir=settings.KV_FILES_DIR, model_name=repo,
+                                         context_tokens=shortest)
         if problem is not None:
             method, why = problem
             self.add_error("kv_methods", f"{method}: {why}.")

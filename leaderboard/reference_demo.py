@@ -38,8 +38,11 @@ def submit(version_slug: str = DEMO_VERSION) -> tuple[Submission, bool]:
                   "parameters_b": "0.14", "claimed_context": 8192,
                   "model_card_url": "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct"},
     )
-    methods = [m for m in DEMO_METHODS if m in version.kv_methods]
-    budgets = [b for b in DEMO_BUDGETS if b in version.kv_budgets]
+    offered = version.kv_offered()  # only the points the KV registry accepts
+    methods = [m for m in DEMO_METHODS
+               if (m == "full" and m in version.kv_methods) or any(b in offered.get(m, []) for b in DEMO_BUDGETS)]
+    budgets = [b for b in DEMO_BUDGETS
+               if (b == 1.0 and b in version.kv_budgets) or any(b in offered.get(m, []) for m in methods)]
     sub = Submission.objects.create(model=entry, version=version, kv_methods=methods, kv_budgets=budgets,
                                     status=SubmissionStatus.QUEUED, queued_at=timezone.now())
     SubmissionEvent.objects.create(submission=sub, action=EventAction.SUBMITTED, note="first-run demo")

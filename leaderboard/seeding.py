@@ -14,7 +14,7 @@ from leaderboard import versioning
 from leaderboard.models import BenchmarkVersion, TaskSpec, VersionStatus
 
 VERSION_FIELDS = ("title", "notes", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
-                  "kv_methods", "kv_budgets", "params")
+                  "kv_methods", "kv_budgets", "kv_method_budgets", "params")
 
 
 class SpecFileError(Exception):

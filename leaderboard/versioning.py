@@ -27,6 +27,8 @@ def spec_of(version: BenchmarkVersion, tasks: list[TaskSpec] | None = None) -> d
         "effective_length_threshold": float(version.effective_length_threshold),
         "kv_methods": list(version.kv_methods),
         "kv_budgets": [float(b) for b in version.kv_budgets],
+        **({"kv_method_budgets": {m: [float(b) for b in v] for m, v in version.kv_method_budgets.items()}}
+           if version.kv_method_budgets else {}),  # absent when unused, so earlier versions keep their hash
         "params": version.params,
         "tasks": [
             {"key": t.key, "type": t.task_type, "params": t.params, "weight": float(t.weight),
@@ -112,6 +114,7 @@ def clone(version: BenchmarkVersion, slug: str | None = None) -> BenchmarkVersio
         effective_length_threshold=version.effective_length_threshold,
         kv_methods=list(version.kv_methods),
         kv_budgets=list(version.kv_budgets),
+        kv_method_budgets=dict(version.kv_method_budgets),
         params=dict(version.params),
         cloned_from=version,
     )
@@ -135,9 +138,9 @@ def changelog(version: BenchmarkVersion) -> list[str]:
     old, new = spec_of(parent), spec_of(version)
     lines: list[str] = []
     for name in ("seed", "lengths", "samples_per_cell", "effective_length_threshold", "kv_methods", "kv_budgets",
-                 "params"):
-        if old[name] != new[name]:
-            lines.append(f"{name.replace('_', ' ')}: {old[name]} -> {new[name]}")
+                 "kv_method_budgets", "params"):
+        if old.get(name, {}) != new.get(name, {}):
+            lines.append(f"{name.replace('_', ' ')}: {old.get(name, {})} -> {new.get(name, {})}")
     before = {t["key"]: t for t in old["tasks"]}
     after = {t["key"]: t for t in new["tasks"]}
     lines += [f"task added: {key}" for key in sorted(after.keys() - before.keys())]

@@ -171,7 +171,7 @@ def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
     version = get_object_or_404(BenchmarkVersion.objects.browsable(), slug=slug)
     return render(request, "leaderboard/version.html", {
         "version": version, "tasks": version.tasks.all(), "changes": versioning.changelog(version),
-        "length_labels": [charts.length_label(n) for n in version.lengths],
+        "length_labels": [charts.length_label(n) for n in version.lengths], "kv_refused": version.kv_refused(),
     })
 
 

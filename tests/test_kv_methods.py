@@ -67,11 +67,12 @@ def test_a_logical_only_method_records_the_full_bytes_it_really_holds(reference_
     # The reference model: AdaKV's key masking needs real attention geometry (random tiny heads defeat it).
     model = load(LocalModelConfig(source="reference", models_dir=reference_models_dir))
     prefix, suffix = render(model.tokenizer, request())
-    _, eff = generate(model.model, ids(model, prefix), ids(model, suffix), registry.plan(method, 0.5),
+    budget = registry.METHODS[method].budgets.points[0]  # AdaKV 0.5; ThinK 0.8 (40% of key channels pruned)
+    _, eff = generate(model.model, ids(model, prefix), ids(model, suffix), registry.plan(method, budget),
                       max_new_tokens=4, eos_ids=model.eos_ids)
     assert eff.physical is False
     assert eff.kv_bytes == eff.kv_bytes_full
-    assert eff.kept_fraction == 0.5
+    assert eff.kept_fraction == pytest.approx(budget, abs=1 / 128)  # ThinK: whole channels of 64
 
 
 @pytest.mark.parametrize(("budget", "bits"), [(0.25, 4), (0.125, 2)])
@@ -122,8 +123,8 @@ def test_the_chat_template_is_split_where_the_question_starts(tiny) -> None:
     ("h3o", 0.5, "unknown KV method 'h3o'"),
     ("snapkv", 0.0, "not a fraction in (0, 1]"),
     ("full", 0.5, "budget 1.0 only"),
-    ("think", 0.25, "cannot keep less than 0.5"),
-    ("kv_quant", 0.5, "0.25 (int4) or 0.125 (int2)"),
+    ("think", 0.5, "think cannot run at budget 0.5 (100% of key channels pruned)"),
+    ("kv_quant", 0.5, "quanto packs int4 or int2 only (0.25 or 0.125)"),
     ("duo_attention", 0.5, "set KV_FILES_DIR"),
 ])
 def test_a_method_that_cannot_run_says_why(method: str, budget: float, message: str) -> None:

@@ -50,7 +50,7 @@ def test_the_leaderboard_ranks_rows_with_scores_per_length_and_effective_length(
 
 def test_filters_live_in_the_url_and_narrow_the_table(client, three) -> None:
     body = board_text(client, "?method=snapkv")
-    assert "snapkv 50%" in body and "Strong-7B" not in body
+    assert "SnapKV, 50% of tokens evicted, 50% of KV bytes" in body and "Strong-7B" not in body
     body = board_text(client, "?kind=huggingface&method=full")
     assert "Local-3B" in body and "Strong-7B" not in body
     body = board_text(client, "?min_params=5&max_params=10")

@@ -96,7 +96,8 @@ def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(r
     assert fits.status == CellStatus.COMPLETED and fits.score is not None
     rows.recompute(sub.pk)
     page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
-    assert "full 100% runs out of memory at 1,024 tokens; streaming_llm 25% fits" in page
+    assert ("Full cache runs out of memory at 1,024 tokens; StreamingLLM, 75% of middle tokens evicted, 25% of KV "
+            "bytes fits") in page
     assert "Measured memory and speed" in page and "context only" in page
 
 
@@ -110,11 +111,11 @@ def test_a_local_submission_whose_window_is_too_short_fails_at_once(reference) -
 
 @pytest.mark.django_db
 def test_a_method_the_workers_cannot_run_fails_the_submission_before_any_model_loads() -> None:
-    sub = local_submission(methods=["full", "think"], budgets=[1.0, 0.25], lengths=[512])
+    sub = local_submission(methods=["full", "duo_attention"], budgets=[1.0, 0.5], lengths=[512])
     assert runner.start(sub.pk) == []
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.FAILED
-    assert sub.failure_reason == "think cannot keep less than 0.5 of the cache; asked for 0.25"
+    assert sub.failure_reason.startswith("duo_attention needs files that this deployment has not configured")
     assert not sub.cells.exists()
 
 
@@ -145,7 +146,7 @@ def test_evaluate_local_prints_cells_with_efficiency_figures(reference, capsys) 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("args", "message"), [
     (["--methods", "snapkv,h3o"], "--methods: unknown KV method 'h3o'"),
-    (["--methods", "kv_quant", "--budgets", "0.5"], "--methods/--budgets: kv_quant runs at budget 0.25"),
+    (["--methods", "kv_quant", "--budgets", "0.5"], "--methods/--budgets: kv_quant cannot run at budget 0.5"),
     (["--budgets", "half"], "--budgets takes comma-separated fractions"),
 ])
 def test_evaluate_local_names_the_bad_argument(args: list[str], message: str) -> None:

@@ -137,10 +137,16 @@ def test_kv_methods_and_budgets_must_be_offered_by_the_chosen_version(as_alice, 
 
 
 def test_a_method_the_workers_cannot_run_at_a_budget_or_without_its_files_is_refused(as_alice) -> None:
-    other = make_default_version("t3", kv_methods=["full", "think", "duo_attention"], kv_budgets=[1.0, 0.5, 0.25])
+    other = make_default_version("t3", kv_methods=["full", "snapkv", "think", "duo_attention"],
+                                 kv_budgets=[1.0, 0.5, 0.25], kv_method_budgets={"think": [0.8, 0.7]})
     errors = field_errors(as_alice.post(SUBMIT, {**local_post(version=other.slug), "kv_methods": ["think"],
                                                  "kv_budgets": ["0.25"]}))
-    assert errors == {"kv_methods": ["think: think cannot keep less than 0.5 of the cache; asked for 0.25."]}
+    assert errors == {"kv_budgets": ["budget 0.25 is not offered for think (offered: think at 0.8, 0.7)."]}
+    ok = as_alice.post(SUBMIT, {**local_post(version=other.slug), "kv_methods": ["snapkv", "think"],
+                                "kv_budgets": ["0.25", "0.8"]})
+    assert ok.status_code == 302  # snapkv at 0.25 and think at 0.8: each method at the budgets it is offered
+    page = as_alice.get(SUBMIT).content.decode()
+    assert "ThinK, 40% of key channels pruned, 80% of KV bytes, logically" in page
     errors = field_errors(as_alice.post(SUBMIT, {**local_post(version=other.slug), "kv_methods": ["duo_attention"],
                                                  "kv_budgets": ["0.5"]}))
     assert "duo_attention needs files" in errors["kv_methods"][0] and "KV_FILES_DIR" in errors["kv_methods"][0]

@@ -22,6 +22,7 @@ from evalworkers.kv.measure import (
     Timer,
     cache_bytes,
     full_cache_bytes,
+    zeroed_key_channel_fraction,
 )
 from evalworkers.kv.registry import KVPlan
 
@@ -83,6 +84,20 @@ def memory_cap(model: Any, cache: Any, meter: PeakMemory, limit: int | None) -> 
             hook.remove()
 
 
+def logical_kept_fraction(plan: KVPlan, cache: Any) -> float:
+    """What a masking method kept of the KV bytes, measured after prefill. Channel pruning (ThinK) is read off the
+    cache: keys are half the bytes, so zeroing a fraction z of key channels keeps 1 - z/2. Token masking reports
+    itself: ``1 - compression_ratio`` of the press (AdaKV: the evicted share; DuoAttention: the streaming heads'
+    share outside their sink and recent windows, on this prompt). The plan's budget when the press reports nothing."""
+    if plan.logical_from == "key_channels":
+        return 1.0 - zeroed_key_channel_fraction(cache) / 2
+    try:
+        ratio = float(plan.press.compression_ratio)
+    except (AttributeError, AssertionError, TypeError, ValueError):
+        return plan.budget
+    return 1.0 - ratio
+
+
 def _new_cache(model: Any, plan: KVPlan) -> Any:
     if plan.quant_bits is not None:
         return QuantizedCache(backend="quanto", config=model.config, nbits=plan.quant_bits)
@@ -115,6 +130,7 @@ def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, pla
                 out = model(input_ids=compressed, past_key_values=cache, use_cache=True, logits_to_keep=1)
             prefill_s = timer.elapsed()
             kv_bytes = cache_bytes(cache)
+            logical = None if plan.physical else logical_kept_fraction(plan, cache)  # before anything is appended
             position = whole.shape[1]
             if not one_pass:  # the question, uncompressed, at the positions it has in the full prompt
                 positions = torch.arange(prefix_ids.shape[1], position, device=device).unsqueeze(0)
@@ -139,8 +155,8 @@ def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, pla
         raise KVOutOfMemory("the process ran out of memory", reached=meter.peak) from None
     full = full_cache_bytes(model.config, compressed.shape[1], dtype)
     kept = kv_bytes / full if full else 1.0
-    if not plan.physical:
-        kept = plan.budget  # masked, not freed: the bytes stay the full cache's, the fraction is logical
+    if logical is not None:  # masked, not freed: the bytes stay the full cache's, the fraction is logical
+        kept = logical
     decoded = len(tokens) - 1
     return tokens, Efficiency(
         prompt_tokens=whole.shape[1], compressed_tokens=compressed.shape[1], kv_bytes=kv_bytes,

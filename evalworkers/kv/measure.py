@@ -48,6 +48,20 @@ def cache_bytes(cache: Any) -> int:
     return total
 
 
+def zeroed_key_channel_fraction(cache: Any) -> float:
+    """The fraction of key channels (per layer and head) that are zero at every cached position: what a
+    channel-pruning press such as ThinK removed, read off the cache rather than taken from its setting."""
+    zeroed = total = 0
+    for layer in getattr(cache, "layers", []):
+        keys = getattr(layer, "keys", None)
+        if not isinstance(keys, torch.Tensor) or keys.dim() != 4 or keys.shape[2] == 0:
+            continue
+        empty = (keys == 0).all(dim=2)  # (batch, heads, head_dim)
+        zeroed += int(empty.sum())
+        total += empty.numel()
+    return zeroed / total if total else 0.0
+
+
 def full_cache_bytes(config: Any, tokens: int, dtype: torch.dtype) -> int:
     """What an uncompressed cache of `tokens` tokens holds for this architecture."""
     config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config

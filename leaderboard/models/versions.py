@@ -58,7 +58,7 @@ class BenchmarkVersionQuerySet(models.QuerySet):
 class BenchmarkVersion(models.Model):
     FROZEN_FIELDS: ClassVar[tuple[str, ...]] = (
         "slug", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
-        "kv_methods", "kv_budgets", "params", "spec_hash",
+        "kv_methods", "kv_budgets", "kv_method_budgets", "params", "spec_hash",
     )
 
     slug = models.SlugField(max_length=40, unique=True, help_text="Short stable name used in URLs, e.g. v1.")
@@ -73,6 +73,10 @@ class BenchmarkVersion(models.Model):
     )
     kv_methods = models.JSONField(default=list, blank=True, help_text='KV methods offered, e.g. ["full", "snapkv"].')
     kv_budgets = models.JSONField(default=list, blank=True, help_text="KV budgets offered, fractions in (0, 1].")
+    kv_method_budgets = models.JSONField(
+        default=dict, blank=True,
+        help_text='Budgets for one method instead of the shared ones, e.g. {"think": [0.8, 0.7]} (ThinK prunes '
+                  "2(1 - b) of its key channels, so it cannot run at 0.5 or below).")
     params = models.JSONField(default=dict, blank=True, help_text="Version options: query_aware, reasoning, ...")
     spec_hash = models.CharField(max_length=64, blank=True, editable=False)
     is_default = models.BooleanField(default=False, editable=False)
@@ -130,6 +134,20 @@ class BenchmarkVersion(models.Model):
     def max_length(self) -> int:
         return max(self.lengths) if self.lengths else 0
 
+    def _kv_points(self) -> tuple[dict[str, list[float]], list[tuple[str, float, str]]]:
+        return kv_registry.offered_points(list(self.kv_methods or []), [float(b) for b in self.kv_budgets or []],
+                                          self.kv_method_budgets or {},
+                                          context_tokens=min(self.lengths) if self.lengths else None)
+
+    def kv_offered(self) -> dict[str, list[float]]:
+        """{method: budgets below 1.0} this version runs: each method's own budgets or the shared ones, less any
+        pair the KV registry refuses (so a version published before a refusal never runs it)."""
+        return self._kv_points()[0]
+
+    def kv_refused(self) -> list[tuple[str, float, str]]:
+        """(method, budget, why) for the listed pairs the KV registry refuses; shown on the version's page."""
+        return self._kv_points()[1]
+
     def frozen_changes(self) -> list[str]:
         """Frozen fields that differ from the stored row of a published or retired version."""
         if self.pk is None:
@@ -164,6 +182,26 @@ class BenchmarkVersion(models.Model):
                 errors["kv_methods"] = (
                     f"Unknown KV method(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KV_METHODS)}."
                 )
+        per_method = self.kv_method_budgets
+        if not isinstance(per_method, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(b, int | float) and not isinstance(b, bool) and 0 < b <= 1
+                                              for b in v) for v in per_method.values()
+        ):
+            errors["kv_method_budgets"] = ('Give each method its own list of fractions in (0, 1], e.g. '
+                                           '{"think": [0.8, 0.7]}.')
+        elif "kv_methods" not in errors:
+            strays = [m for m in per_method if m not in methods or m == "full"]
+            if strays:
+                errors["kv_method_budgets"] = (f"{', '.join(strays)} must be among the version's compressing KV "
+                                               "methods to have budgets of its own.")
+        if not errors and self.status == VersionStatus.DRAFT:
+            refused = self.kv_refused()
+            if refused:
+                name, _, why = refused[0]
+                points = ", ".join(f"{p:g}" for p in kv_registry.METHODS[name].budgets.points)
+                field = "kv_method_budgets" if name in per_method else "kv_budgets"
+                errors[field] = (f"{why}. Give {name} budgets it can honour in KV method budgets, e.g. "
+                                 f'{{"{name}": [{points}]}}.')
         if not isinstance(self.params, dict):
             errors["params"] = "Version params must be a JSON object."
         if errors:

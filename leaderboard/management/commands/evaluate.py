@@ -188,7 +188,7 @@ class Command(BaseCommand):
             (m, b) for m in methods if m != "full" for b in budgets]
         for name, budget in points:
             try:
-                registry.check_budget(name, budget)
+                registry.check_budget(name, budget, context_tokens=min(lengths))
             except registry.MethodError as exc:
                 raise CommandError(f"--methods/--budgets: {exc}.") from None
         aware = local_runs.query_aware(version)
