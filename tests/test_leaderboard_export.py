@@ -39,11 +39,21 @@ def test_per_sample_results_download_for_a_completed_submission(client, version)
     sub = make_completed(version, "Alpha", {512: 90, 1024: 70})
     cell = sub.cells.first()
     SampleResult.objects.create(cell=cell, index=3, prediction="7", expected=["7"], score=100.0,
-                                metadata={"depth_percent": 40})
+                                metadata={"depth_percent": 40}, finish_reason="stop", answer_found_by="think",
+                                reasoning_chars=120)
+    SampleResult.objects.create(cell=cell, index=4, prediction="", expected=["8"], score=0.0,
+                                finish_reason="length", answer_outcome="cut_off_while_reasoning",
+                                answer_found_by="field:reasoning_content", reasoning_chars=900, reasoning_tokens=250)
     rows = list(csv.DictReader(io.StringIO(client.get(f"/models/{sub.pk}/samples.csv").content.decode())))
-    assert rows == [{"task": cell.task.key, "length": str(cell.length), "method": "full", "budget": "1.0",
-                     "index": "3", "score": "100.0", "error": "", "expected": "7", "prediction": "7",
-                     "prompt_tokens": "", "output_tokens": "", "latency_s": "", "depth_percent": "40"}]
+    common = {"task": cell.task.key, "length": str(cell.length), "method": "full", "budget": "1.0", "error": "",
+              "prompt_tokens": "", "output_tokens": "", "latency_s": ""}
+    assert rows == [
+        {**common, "index": "3", "score": "100.0", "expected": "7", "prediction": "7", "answer_outcome": "answered",
+         "answer_found_by": "think", "finish_reason": "stop", "reasoning_chars": "120", "reasoning_tokens": "",
+         "depth_percent": "40"},
+        {**common, "index": "4", "score": "0.0", "expected": "8", "prediction": "",
+         "answer_outcome": "cut_off_while_reasoning", "answer_found_by": "field:reasoning_content",
+         "finish_reason": "length", "reasoning_chars": "900", "reasoning_tokens": "250", "depth_percent": ""}]
 
 
 def test_the_json_api_lists_versions_leaderboard_and_submission_detail(client, version) -> None:
