@@ -124,6 +124,16 @@ def test_a_reasoning_model_on_a_version_without_a_reasoning_budget_fails_the_pro
     assert "32 new tokens" in message
 
 
+def test_a_chat_model_that_thinks_without_markers_is_caught_and_a_rambling_completions_model_is_not() -> None:
+    rambling = "Okay, so the user wants one word. Let me think about which word. " * 40
+    with FakeOpenAI(models=("m",), answer=lambda call: rambling) as server:
+        chat = probe(EndpointConfig(base_url=server.base_url, model="m"), 1024, retry_window_s=0)
+        completions = probe(EndpointConfig(base_url=server.base_url, model="m", api_mode="completions"), 1024,
+                            retry_window_s=0)
+    assert chat.code == "reasoning_without_budget" and "no one-word answer within 256 tokens" in chat.message
+    assert completions.ok, completions.message
+
+
 def test_turning_thinking_off_with_a_request_option_reaches_the_server_and_passes_the_probe() -> None:
     def thinks_unless_told(call: FakeCall) -> str:
         off = (call.body.get("chat_template_kwargs") or {}).get("enable_thinking") is False

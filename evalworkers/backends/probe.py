@@ -281,15 +281,16 @@ class _Prober:
             template_overhead_tokens=None if overhead is None else max(0, overhead))
 
     def reasoning_seen(self, attempt: Attempt) -> str:
-        """How the first answer showed reasoning ("" when it did not): markers, a field, or a one-word reply
-        still unfinished after ``PROBE_MAX_TOKENS`` tokens (reasoning without markers)."""
+        """How the first answer showed reasoning ("" when it did not): markers, a field, or a chat reply to a
+        one-word question still unfinished after ``PROBE_MAX_TOKENS`` tokens (reasoning without markers)."""
         parsed = attempt.parsed
         assert parsed is not None
         found = extract_answer(parsed.text, reasoning_field=parsed.reasoning,
                                reasoning_field_name=parsed.reasoning_field, finish_reason=parsed.finish_reason)
         if found.reasoned:
             return found.found_by
-        if parsed.finish_reason == "length":
+        if parsed.finish_reason == "length" and self.config.api_mode == "chat":
+            # (a completions endpoint may just continue the text: that is not reasoning)
             return f"no one-word answer within {PROBE_MAX_TOKENS} tokens"
         return ""
 
