@@ -1,5 +1,5 @@
 from leaderboard.models.board import LeaderboardRow
-from leaderboard.models.results import Cell, CellStatus, SampleAnswer, SampleResult
+from leaderboard.models.results import Cell, CellStatus, CiMethod, SampleAnswer, SampleResult
 from leaderboard.models.submissions import (
     ApiMode,
     EventAction,
@@ -26,6 +26,7 @@ __all__ = [
     "BenchmarkVersion",
     "Cell",
     "CellStatus",
+    "CiMethod",
     "EventAction",
     "FrozenVersionError",
     "LeaderboardRow",

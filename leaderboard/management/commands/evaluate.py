@@ -149,9 +149,10 @@ class Command(BaseCommand):
                     outcomes = evaluate_samples(spec, backend, counter, range(limit),
                                                 concurrency=config.concurrency,
                                                 breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD))
-                    summary = summarize(outcomes, seed_parts=(version.slug, task.key, length))
+                    summary = summarize(outcomes)
                     cells.append({"task": task.key, "length": length, "method": "full", "budget": 1.0,
-                                  "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
+                                  "score": summary.score, "ci": [summary.ci_low, summary.ci_high],
+                                  "ci_method": summary.ci_method, "n": summary.n,
                                   "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
                                   "prompt_token_mismatch": summary.prompt_token_mismatch,
                                   "top_error": summary.top_error, **answer_fields(summary)})
@@ -203,12 +204,13 @@ class Command(BaseCommand):
                     except ModelLoadError as exc:
                         raise CommandError(f"--methods: {exc}.") from None
                     outcomes = evaluate_samples(spec, backend, counter, range(limit), concurrency=1)
-                    summary = summarize(outcomes, seed_parts=(version.slug, task.key, length, name, budget))
+                    summary = summarize(outcomes)
                     figures = local_runs.cell_efficiency(outcomes)
                     oom = next((o for o in outcomes if o.metadata.get("oom")), None)
                     cell = {"task": task.key, "length": length, "method": name, "budget": budget,
-                            "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
-                            "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
+                            "score": summary.score, "ci": [summary.ci_low, summary.ci_high],
+                            "ci_method": summary.ci_method, "n": summary.n, "errors": summary.errors,
+                            "prompt_tokens_mean": summary.prompt_tokens_mean,
                             "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
                             "status": "oom" if oom else "completed", "query_aware": aware, **answer_fields(summary),
                             **{key: figures.get(field) for key, field in EFFICIENCY_KEYS.items()}}
