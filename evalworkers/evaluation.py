@@ -23,7 +23,7 @@ from evalworkers.benchmark import (
     score,
 )
 from evalworkers.prompt_sizing import prompt_token_mismatch
-from evalworkers.stats import bootstrap_seed, mean_ci
+from evalworkers.stats import cell_interval
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class CellSummary:
     score: float | None
     ci_low: float | None
     ci_high: float | None
+    ci_method: str  # evalworkers.stats.IntervalMethod; "" without scored samples
     prompt_tokens_mean: float | None
     target_prompt_tokens_mean: float | None
     prompt_token_mismatch: bool
@@ -196,7 +197,8 @@ def finish_kind(finish_reason: str | None) -> str:
     return finish_reason if finish_reason in ("stop", "length") else "other"
 
 
-def summarize(outcomes: list[SampleOutcome], *, seed_parts: tuple[object, ...] = ()) -> CellSummary:
+def summarize(outcomes: list[SampleOutcome]) -> CellSummary:
+    """A cell's figures from its outcomes; the score's 95% interval is ``stats.cell_interval`` (Wilson)."""
     scored = [o.score for o in outcomes if o.score is not None]
     answered = [o for o in outcomes if o.score is not None]
     finishes = Counter(finish_kind(o.finish_reason) for o in answered)
@@ -204,15 +206,17 @@ def summarize(outcomes: list[SampleOutcome], *, seed_parts: tuple[object, ...] =
     errors = [o.error for o in outcomes if o.score is None]
     measured = [(o.prompt_tokens, o.target_prompt_tokens) for o in outcomes if o.prompt_tokens]
     mean = low = high = None
+    method = ""
     if scored:
-        mean, low, high = mean_ci(scored, seed=bootstrap_seed(*seed_parts))
+        interval = cell_interval(scored)
+        mean, low, high, method = interval.mean, interval.low, interval.high, interval.method.value
     prompt_mean = sum(m for m, _ in measured) / len(measured) if measured else None
     target_mean = sum(t for _, t in measured) / len(measured) if measured else None
     ttfts = [o.ttft_s for o in outcomes if o.ttft_s is not None]
     rates = [o.output_tokens / (o.latency_s - (o.ttft_s or 0.0)) for o in outcomes
              if o.output_tokens and o.ttft_s is not None and o.latency_s > (o.ttft_s or 0.0)]
     return CellSummary(
-        n=len(scored), errors=len(errors), score=mean, ci_low=low, ci_high=high,
+        n=len(scored), errors=len(errors), score=mean, ci_low=low, ci_high=high, ci_method=method,
         prompt_tokens_mean=prompt_mean, target_prompt_tokens_mean=target_mean,
         prompt_token_mismatch=bool(measured) and prompt_token_mismatch(round(prompt_mean), round(target_mean)),
         ttft_s=sum(ttfts) / len(ttfts) if ttfts else None,

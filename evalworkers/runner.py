@@ -14,7 +14,7 @@ import time
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from evalworkers.benchmark import HFTokenCounter, RenderOptions, SpecError
 from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
 from evalworkers.kv import registry
 from evalworkers.local_runs import SubmissionNotRunnable
+from evalworkers.storable import storable_outcome
 from leaderboard import rows
 from leaderboard.models import (
     BenchmarkVersion,
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CHARS_PER_TOKEN = 4.0
 FLUSH_EVERY_S = 0.5  # results are written, and cancellation checked, at least this often...
 FLUSH_EVERY_SAMPLES = 128  # ...or every this many samples
+STORE_ATTEMPTS = 3  # a batch whose write fails is retried this many times in all...
+STORE_BACKOFF_S = 0.5  # ...waiting this long, doubled each time, between tries
 
 
 def engine_config(*, base_url: str, model: str, api_mode: str, api_key: str | None) -> EndpointConfig:
@@ -196,7 +199,13 @@ def _backend_and_sizing(cell: Cell) -> tuple[contextlib.AbstractContextManager, 
     return backend, sizing, settings.EVAL_CONCURRENCY
 
 
+class StoreFailed(Exception):
+    """Answers that could not be written even after retries, one at a time and as errors: the database is away."""
+
+
 def _store(cell: Cell, outcomes: list[SampleOutcome]) -> None:
+    """Upsert the outcomes, made storable first (NUL and lone surrogates replaced: evalworkers/storable.py)."""
+    outcomes = [storable_outcome(o) for o in outcomes]
     SampleResult.objects.bulk_create(
         [SampleResult(
             cell=cell, index=o.index, prediction=o.prediction, expected=o.expected, score=o.score, error=o.error,
@@ -210,6 +219,43 @@ def _store(cell: Cell, outcomes: list[SampleOutcome]) -> None:
                        "ttft_s", "finish_reason", "answer_outcome", "answer_found_by", "reasoning_chars",
                        "reasoning_tokens", "metadata"],
     )
+
+
+def _write(cell: Cell, outcomes: list[SampleOutcome]) -> list[SampleOutcome]:
+    """Store a batch, retried with backoff; if it still fails, one sample at a time, and a sample that cannot be
+    stored even alone is stored as an error that says so (so it is counted, never silently lost).
+    Returns what was stored; raises StoreFailed when not even that could be written. The driver raises
+    ValueError (UnicodeEncodeError, NUL in a literal) for text it cannot send: treated like a refused write."""
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                _store(cell, outcomes)
+            return outcomes
+        except (DatabaseError, ValueError) as exc:
+            log.warning("cell %s: storing %d results failed (try %d): %s", cell.pk, len(outcomes), attempt + 1, exc)
+            if attempt + 1 < STORE_ATTEMPTS:
+                time.sleep(STORE_BACKOFF_S * 2 ** attempt)
+    stored = []
+    for outcome in outcomes:
+        try:
+            with transaction.atomic():
+                _store(cell, [outcome])
+            stored.append(outcome)
+            continue
+        except (DatabaseError, ValueError) as exc:
+            reason = f"the answer could not be stored ({type(exc).__name__}); it is not scored"
+            failed = dataclasses.replace(outcome, prediction="", score=None, error=reason,
+                                         metadata={"unstored": True})
+        try:
+            with transaction.atomic():
+                _store(cell, [failed])
+        except (DatabaseError, ValueError) as exc:
+            raise StoreFailed(
+                f"could not store {len(outcomes) - len(stored)} answer(s) after {STORE_ATTEMPTS} tries "
+                f"({type(exc).__name__}); the cell is failed, not re-run by itself: re-running the submission "
+                "evaluates it again") from exc
+        stored.append(failed)
+    return stored
 
 
 def _claim_cell(cell_id: int) -> Cell | None:
@@ -238,11 +284,11 @@ def run_cell(cell_id: int) -> None:
 
     def flush() -> None:
         """One upsert and one progress update per batch; a crash loses at most one unflushed batch,
-        whose samples are simply re-run by the next delivery."""
+        whose samples are simply re-run by the next delivery (acks_late). A write that fails is retried (_write)."""
         if pending:
-            _store(cell, pending)
-            progress["done"] += len(pending)
-            progress["errored"] += sum(o.score is None for o in pending)
+            stored = _write(cell, pending)
+            progress["done"] += len(stored)
+            progress["errored"] += sum(o.score is None for o in stored)
             pending.clear()
             Cell.objects.filter(pk=cell.pk).update(samples_done=min(progress["done"], cell.samples_total),
                                                    samples_errored=progress["errored"])
@@ -270,7 +316,7 @@ def run_cell(cell_id: int) -> None:
             Cell.objects.filter(pk=cell.pk).update(sizing=sizing.method)
             evaluate_samples(spec, backend, sizing.counter, todo, concurrency=concurrency,
                              breaker=breaker, stop=stop, on_outcome=on_outcome, observe=sizing.observe)
-    except SubmissionNotRunnable as exc:
+    except (SubmissionNotRunnable, StoreFailed) as exc:
         error = str(exc)
     except SpecError as exc:
         error = f"cannot build samples: {exc}"
@@ -281,9 +327,11 @@ def run_cell(cell_id: int) -> None:
         error = f"internal error: {type(exc).__name__}"
     try:
         flush()  # keep what was answered, also when the cell stopped early
-    except Exception:
+    except Exception as exc:
         log.exception("cell %s: could not store its last results", cell.pk)
-        error = error or "could not store the last results; they will be re-run"
+        error = error or (str(exc) if isinstance(exc, StoreFailed) else
+                          f"could not store the last results ({type(exc).__name__}); the cell is failed, not re-run "
+                          "by itself: re-running the submission evaluates it again")
     if breaker.is_open:
         error = breaker.message()
     if out_of_memory and not error:
@@ -313,11 +361,11 @@ def finish_cell(cell_id: int, *, error: str = "", cancelled: bool = False, oom: 
                           reasoning_chars=row["reasoning_chars"])
             for row in stored
         ]
-        summary = summarize(outcomes, seed_parts=(cell.submission_id, cell.task_id, cell.length, cell.method,
-                                                  cell.budget))
+        summary = summarize(outcomes)
         cell.samples_done = min(len(outcomes), cell.samples_total)
         cell.samples_errored = summary.errors
         cell.score, cell.ci_low, cell.ci_high = summary.score, summary.ci_low, summary.ci_high
+        cell.ci_method = summary.ci_method
         cell.prompt_tokens_mean = summary.prompt_tokens_mean
         cell.target_prompt_tokens_mean = summary.target_prompt_tokens_mean
         cell.prompt_token_mismatch = summary.prompt_token_mismatch

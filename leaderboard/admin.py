@@ -134,6 +134,12 @@ class ImportResultsForm(forms.Form):
     model = forms.CharField(max_length=120, required=False, help_text="Model name (for a .json file).")
     organisation = forms.CharField(max_length=120, required=False)
     source = forms.CharField(max_length=500, required=False, help_text="Where the numbers come from.")
+    skip_unknown = forms.BooleanField(
+        required=False, label="Skip unknown tasks",
+        help_text="Import a file with tasks this version does not know, leaving them out; the row is marked partial.")
+    replace = forms.BooleanField(
+        required=False, label="Replace earlier imports",
+        help_text="Replace an earlier import of the same file, or of the same model on this version.")
 
     MAX_BYTES = 5 * 1024 * 1024
 
@@ -145,16 +151,20 @@ class ImportResultsForm(forms.Form):
         if upload.size > self.MAX_BYTES:
             raise ValidationError("The file is larger than 5 MB.")
         name = upload.name.lower()
+        skip = bool(data.get("skip_unknown"))
         try:
-            text = upload.read().decode("utf-8")
+            content = upload.read()
+            text = content.decode("utf-8")
             if name.endswith(".json"):
                 if not data.get("model"):
                     raise ValidationError("Give the model's name for an lm-evaluation-harness file.")
-                data["models"] = [importing.parse_lm_eval(text, version, data["model"])]
+                data["models"] = [importing.parse_lm_eval(text, version, data["model"], skip_unknown=skip)]
             elif name.endswith(".csv"):
-                data["models"] = importing.parse_csv(text, version)
+                data["models"] = importing.parse_csv(text, version, skip_unknown=skip)
             else:
                 raise ValidationError("Upload a .json (lm-evaluation-harness) or .csv file.")
+            data["sha256"] = importing.file_hash(content)
+            importing.check_new(data["models"], version, data["sha256"], replace=bool(data.get("replace")))
         except UnicodeDecodeError:
             raise ValidationError("The file is not UTF-8 text.") from None
         except importing.ImportFileError as exc:
@@ -188,11 +198,17 @@ class SubmissionAdmin(admin.ModelAdmin):
         form = ImportResultsForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
-            subs = importing.save(data["models"], data["version"], organisation=data["organisation"],
-                                  source=data["source"])
-            self.message_user(request, f"Imported {len(subs)} reported model(s) into {data['version'].slug}.",
-                              messages.SUCCESS)
-            return redirect("admin:leaderboard_submission_changelist")
+            try:
+                subs = importing.save(data["models"], data["version"], organisation=data["organisation"],
+                                      source=data["source"], sha256=data["sha256"], replace=bool(data["replace"]))
+            except importing.ImportFileError as exc:  # imported by someone else since the form was checked
+                form.add_error(None, f"{exc} Nothing was imported.")
+            else:
+                skipped = sorted({t for m in data["models"] for t in m.skipped})
+                note = f" Skipped {', '.join(skipped)}: the row is marked partial." if skipped else ""
+                self.message_user(request, f"Imported {len(subs)} reported model(s) into {data['version'].slug}."
+                                  f"{note}", messages.WARNING if skipped else messages.SUCCESS)
+                return redirect("admin:leaderboard_submission_changelist")
         context = {**self.admin_site.each_context(request), "form": form, "title": "Import reported results",
                    "opts": self.model._meta}
         return TemplateResponse(request, "admin/leaderboard/import_results.html", context)

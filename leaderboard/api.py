@@ -34,8 +34,10 @@ def _row_json(item: board.BoardRow) -> dict[str, Any]:
             "effective_length": item.effective_length,
             "scores_by_length": {str(k): v for k, v in item.scores.items()}, "average": item.average,
             "wavg_inc": item.wavg_inc, "wavg_dec": item.wavg_dec, "ci": [item.ci_low, item.ci_high],
-            "parameters_b": r.parameters_b, "complete": r.complete, "length_notes": r.length_notes,
-            "lengths_verified": r.lengths_verified,
+            "ci_method": r.ci_method if item.ci_low is not None else "",
+            "ci_method_label": r.get_ci_method_display() if item.ci_low is not None else "",
+            "parameters_b": r.parameters_b, "complete": r.complete, "partial": r.is_partial,
+            "partial_reason": r.partial_reason, "length_notes": r.length_notes, "lengths_verified": r.lengths_verified,
             "completed_at": r.completed_at.isoformat() if r.completed_at else None}
 
 
@@ -72,6 +74,7 @@ def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
         "finished_at": sub.finished_at.isoformat() if sub.finished_at else None,
         "cells": [{"task": c.task.key, "category": c.task.category, "length": c.length, "method": c.method,
                    "budget": c.budget, "status": c.status, "score": c.score, "ci": [c.ci_low, c.ci_high],
+                   "ci_method": c.ci_method,
                    "n": c.samples_done - c.samples_errored, "errors": c.samples_errored,
                    "prompt_tokens_mean": c.prompt_tokens_mean, "prompt_token_mismatch": c.prompt_token_mismatch,
                    "kv_bytes": c.kv_bytes, "peak_memory_bytes": c.peak_memory_bytes, "ttft_s": c.ttft_s,
@@ -80,7 +83,8 @@ def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
                   for c in cells],
         "request_options": sub.request_options, "dialect": sub.dialect,
         "leaderboard_rows": list(LeaderboardRow.objects.filter(submission=sub).values(
-            "id", "method", "budget", "average", "effective_length", "scores_by_length")),
+            "id", "method", "budget", "average", "effective_length", "scores_by_length", "ci_low", "ci_high",
+            "ci_method", "complete", "partial_reason")),
     })
 
 
@@ -102,14 +106,15 @@ def leaderboard_csv(request: HttpRequest) -> HttpResponse:
     response, writer = _csv_response(f"leaderboard-{version.slug}.csv")
     writer.writerow(["rank", "rank_high", "model", "organisation", "kind", "method", "budget", "claimed_context",
                      "effective_length", *[f"score_{n}" for n in version.lengths], "average", "wavg_inc",
-                     "wavg_dec", "ci_low", "ci_high", "parameters_b", "completed_at", "submission"])
+                     "wavg_dec", "ci_low", "ci_high", "ci_method", "parameters_b", "completed_at", "submission",
+                     "partial"])
     for item in rows:
         r = item.row
         writer.writerow([_cell(v) for v in (
             item.rank, item.rank_high, r.model_name, r.organisation, r.model_kind, r.method, r.budget,
             r.claimed_context, item.effective_length, *[item.scores[n] for n in version.lengths], item.average,
-            item.wavg_inc, item.wavg_dec, item.ci_low, item.ci_high, r.parameters_b,
-            r.completed_at.isoformat() if r.completed_at else "", r.submission_id)])
+            item.wavg_inc, item.wavg_dec, item.ci_low, item.ci_high, r.ci_method if item.ci_low is not None else "",
+            r.parameters_b, r.completed_at.isoformat() if r.completed_at else "", r.submission_id, r.is_partial)])
     return response
 
 

@@ -22,11 +22,13 @@ from typing import TypeVar
 from django.db import transaction
 from django.utils import timezone
 
+from evalworkers.stats import wilson
 from leaderboard import rows
 from leaderboard.models import (
     BenchmarkVersion,
     Cell,
     CellStatus,
+    CiMethod,
     LeaderboardRow,
     ModelEntry,
     ModelKind,
@@ -225,9 +227,9 @@ def kv_loss(method: str, category: str, budget: float, length_position: float, r
 
 
 def confidence_interval(score: float, n: int) -> tuple[float, float]:
-    p = score / 100
-    half = 1.96 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1)) * 100
-    return round(max(0.0, score - half), 2), round(min(100.0, score + half), 2)
+    """The Wilson interval a measured cell of n samples with this score would get (evalworkers/stats.py)."""
+    low, high = wilson(score / 100 * max(n, 1), max(n, 1))
+    return round(100 * low, 2), round(100 * high, 2)
 
 
 def _grid(model: DemoModel, version: BenchmarkVersion) -> list[tuple[str, float]]:
@@ -285,7 +287,7 @@ def _cells(rng: random.Random, model: DemoModel, version: BenchmarkVersion, task
                 cells.append(Cell(
                     submission=submission, task=task, length=length, method=method, budget=budget,
                     status=CellStatus.COMPLETED, samples_total=n, samples_done=n, samples_errored=errored,
-                    score=score, ci_low=min(ci_low, score), ci_high=max(ci_high, score),
+                    score=score, ci_low=min(ci_low, score), ci_high=max(ci_high, score), ci_method=CiMethod.WILSON,
                     prompt_tokens_mean=round(prompt_tokens, 1), target_prompt_tokens_mean=target_tokens,
                     kv_bytes=kv_bytes, kept_fraction=budget,
                     peak_memory_bytes=int(weights_bytes + kv_bytes * 1.15 + 4e8) if local else None,

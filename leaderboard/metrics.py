@@ -3,8 +3,13 @@
 Conventions (DESIGN.md, "Metrics"): a per-length score is the task-weighted mean of the cell scores at that
 length, the overall average is the mean over the version's lengths, wAvg(inc/dec) weight lengths linearly, and the
 effective context length is the longest length up to which every length passes the version's threshold. Aggregates
-over a row (average, wAvg, CI) are only published for complete rows: averaging over the cells that happened to
-finish would reward a model for the cells it failed to run.
+over a row (average, wAvg, CI, effective length) are only published for complete rows: averaging over the cells
+that happened to finish would reward a model for the cells it failed to run, and a length not measured for every
+task is not known to pass. An incomplete row is marked partial, with the count of its cells.
+
+The 95% intervals of a row and of each length are Price-Bonett intervals for a weighted mean of proportions
+(`evalworkers.stats.weighted_mean_interval`), from each cell's score and its number of scored samples; a row with
+a cell of unknown n (reported results) has no interval.
 """
 
 from __future__ import annotations
@@ -16,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-Z_95 = 1.96
-"""Normal quantile for a two-sided 95% interval (the cells' bootstrap CIs are read as +-1.96 standard errors)."""
+from evalworkers.stats import IntervalMethod, weighted_mean_interval
 
 RECORD_COLUMNS: dict[str, str] = {
     "task__key": "task",
@@ -56,6 +60,16 @@ class RowSummary:
     complete: bool
     samples: int
     samples_errored: int
+    ci_method: str = IntervalMethod.NONE.value
+    cells_measured: int = 0
+    cells_expected: int = 0
+
+    @property
+    def partial_reason(self) -> str:
+        """"" for a complete row, else how much of the grid it holds."""
+        if self.complete:
+            return ""
+        return f"{self.cells_measured} of {self.cells_expected} cells of the grid measured"
 
 
 def _num(value: object) -> float | None:
@@ -144,7 +158,6 @@ def _summarize_group(group: pd.DataFrame, lengths: list[int], tasks: list[str],
     rows = {task: i for i, task in enumerate(tasks)}
     cols = {length: j for j, length in enumerate(lengths)}
     scores = _grid(cells, "score", rows, cols)
-    lows, highs = _grid(cells, "ci_low", rows, cols), _grid(cells, "ci_high", rows, cols)
 
     per_length = _weighted_means(scores, weights)
     by_length = dict(zip(lengths, per_length, strict=True))
@@ -159,30 +172,28 @@ def _summarize_group(group: pd.DataFrame, lengths: list[int], tasks: list[str],
 
     column_complete = ~np.isnan(scores).any(axis=0)
     complete = bool(tasks) and bool(lengths) and bool(column_complete.all())
-    # A length where some task is missing is not known to pass, so it stops the effective length too.
-    measured = {length: (by_length[length] if column_complete[j] else None) for j, length in enumerate(lengths)}
-    eff = effective_length(measured, threshold)
+    # Only a complete grid has an effective length: a length missing a task is not known to pass, and a later
+    # length not measured is not known to fail.
+    eff = effective_length(by_length, threshold) if complete else None
 
-    # Per length, the weighted mean's CI from its cells' CIs (same reading as the overall CI below).
-    se_cells = np.nan_to_num(((highs - lows) / (2 * Z_95)).clip(min=0), nan=0.0)
+    # Scored samples per cell: the n of each cell's proportion (0 for reported cells: no interval can be given).
+    counts = _grid(cells.assign(n=cells["samples_done"] - cells["samples_errored"]), "n", rows, cols)
     share = weights / weights.sum()
-    se_by_length = np.sqrt(((share[:, None] * se_cells) ** 2).sum(axis=0))
-    ci_by_length: dict[int, tuple[float, float] | None] = {
-        length: ((max(by_length[length] - Z_95 * float(se_by_length[j]), 0.0),
-                  min(by_length[length] + Z_95 * float(se_by_length[j]), 100.0)) if column_complete[j] else None)
-        for j, length in enumerate(lengths)
-    }
+    ci_by_length: dict[int, tuple[float, float] | None] = {}
+    for j, length in enumerate(lengths):
+        known = column_complete[j] and bool(np.all(counts[:, j] > 0))
+        ci_by_length[length] = (weighted_mean_interval(scores[:, j], counts[:, j], share) if known else None)
 
     average = wavg_inc = wavg_dec = ci_low = ci_high = None
+    interval_method = IntervalMethod.NONE
     if complete:
         average = float(np.mean(per_length))
         wavg_inc, wavg_dec = weighted_averages(per_length)  # type: ignore[arg-type]
-        # The average is sum_i c_i * score_i with c_i = (1/n_lengths) * w_task / sum(w); independent cells give
-        # se^2 = sum (c_i * se_i)^2, with se_i read off each cell's own 95% CI (no CI: se 0).
-        coef = share[:, None] / len(lengths)
-        se = float(np.sqrt(np.sum((coef * se_cells) ** 2)))
-        ci_low = float(min(max(average - Z_95 * se, 0.0), 100.0))
-        ci_high = float(min(max(average + Z_95 * se, 0.0), 100.0))
+        if bool(np.all(counts > 0)):
+            # The average is sum_i c_i * score_i with c_i = (1/n_lengths) * w_task / sum(w).
+            coef = np.repeat(share[:, None] / len(lengths), len(lengths), axis=1)
+            ci_low, ci_high = weighted_mean_interval(scores.ravel(), counts.ravel(), coef.ravel())
+            interval_method = IntervalMethod.PRICE_BONETT
 
     return RowSummary(
         method=str(method), budget=float(budget), scores_by_length=by_length, ci_by_length=ci_by_length,
@@ -190,6 +201,7 @@ def _summarize_group(group: pd.DataFrame, lengths: list[int], tasks: list[str],
         category_scores=category_scores, average=average, wavg_inc=wavg_inc, wavg_dec=wavg_dec,
         ci_low=ci_low, ci_high=ci_high, effective_length=eff, complete=complete,
         samples=int(cells["samples_done"].sum()), samples_errored=int(cells["samples_errored"].sum()),
+        ci_method=interval_method.value, cells_measured=int((~np.isnan(scores)).sum()), cells_expected=int(scores.size),
     )
 
 

@@ -29,6 +29,14 @@ def _key(length: int) -> str:
     return str(length)
 
 
+def partial_reason(summary: metrics.RowSummary, sub: Submission) -> str:
+    """Why a row is partial: cells missing from the grid, tasks of an imported file skipped; "" when neither."""
+    reasons = [summary.partial_reason] if summary.partial_reason else []
+    if sub.import_skipped:
+        reasons.append("tasks of the imported file skipped: " + ", ".join(map(str, sub.import_skipped)))
+    return "; ".join(reasons)[:300]
+
+
 @transaction.atomic
 def recompute(submission_id: int) -> list[LeaderboardRow]:
     """Replace the submission's rows; a submission that is not completed has none."""
@@ -61,12 +69,16 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
             parameters_b=float(entry.parameters_b) if entry.parameters_b is not None else None,
             claimed_context=entry.claimed_context, is_baseline=sub.is_baseline, visibility=sub.visibility,
             public_note=sub.public_note,
-            scores_by_length={_key(k): v for k, v in s.scores_by_length.items()},
-            ci_by_length={_key(k): list(v) if v else None for k, v in s.ci_by_length.items()},
+            # A length some of whose cells missed it has no score of its own (not a mean of the other tasks).
+            scores_by_length={_key(k): None if _key(k) in notes.get((s.method, s.budget), {}) else v
+                              for k, v in s.scores_by_length.items()},
+            ci_by_length={_key(k): list(v) if v and _key(k) not in notes.get((s.method, s.budget), {}) else None
+                          for k, v in s.ci_by_length.items()},
             task_scores={t: {_key(k): v for k, v in by_len.items()} for t, by_len in s.task_scores.items()},
             category_scores={c: {_key(k): v for k, v in by_len.items()} for c, by_len in s.category_scores.items()},
             average=s.average, wavg_inc=s.wavg_inc, wavg_dec=s.wavg_dec, ci_low=s.ci_low, ci_high=s.ci_high,
-            effective_length=s.effective_length, complete=s.complete, kv_bytes_mean=kv.get((s.method, s.budget)),
+            ci_method=s.ci_method, effective_length=s.effective_length, complete=s.complete,
+            partial_reason=partial_reason(s, sub), kv_bytes_mean=kv.get((s.method, s.budget)),
             samples=s.samples, samples_errored=s.samples_errored, completed_at=sub.finished_at,
             length_notes=notes.get((s.method, s.budget), {}),
             lengths_verified=(s.method, s.budget) not in unverified,

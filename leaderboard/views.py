@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from evalworkers.stats import METHOD_LABELS, IntervalMethod
 from leaderboard import board, charts, efficiency, pagecache, samples, versioning
 from leaderboard.models import (
     BenchmarkVersion,
@@ -25,6 +26,9 @@ from leaderboard.models import (
 HEARTBEAT_FRESH = timedelta(minutes=2)
 SAMPLES_PER_PAGE = 25
 BOARD_PAGE_SIZE = 100
+CI_NOTE = (f"{METHOD_LABELS[IntervalMethod.PRICE_BONETT]} (Price & Bonett 2004), from each cell's score and its "
+           "number of scored samples; per cell, the Wilson score interval. None for partial rows and for reported "
+           "results without sample counts.")
 
 
 def _workers() -> list[dict]:
@@ -56,7 +60,7 @@ def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -
     all_rows = board.visible_rows(version)
     ctx.update(
         rows=rows, page=page, lengths=lengths, length_labels=[charts.length_label(n) for n in lengths],
-        threshold=version.effective_length_threshold, curves_div=charts.to_div(figure),
+        threshold=version.effective_length_threshold, curves_div=charts.to_div(figure), ci_note=CI_NOTE,
         tasks=list(version.tasks.values_list("key", flat=True)), categories=TaskCategory.choices,
         methods=sorted(set(all_rows.values_list("method", flat=True))),
         budgets=sorted(set(all_rows.values_list("budget", flat=True)), reverse=True),

@@ -140,8 +140,14 @@ def test_incomplete_row_has_no_aggregates_but_keeps_measured_scores():
     assert s.ci_low is None and s.ci_high is None
     assert s.task_scores["vt"][8192] is None
     assert s.scores_by_length == {4096: 90.0, 8192: 90.0, 16384: 60.0}
-    # 8192 is not known to pass with a task missing, so the effective length stops before it.
-    assert s.effective_length == 4096
+    # 8192 is not known to pass with a task missing, nor 16384 to fail: an incomplete grid has no effective length.
+    assert s.effective_length is None
+    assert s.partial_reason == "5 of 6 cells of the grid measured"
+
+
+def test_a_complete_row_is_not_partial():
+    s = only(grid(BASIC))
+    assert s.partial_reason == "" and s.cells_measured == s.cells_expected == 6
 
 
 def test_missing_length_is_none_in_scores_and_makes_the_row_incomplete():
@@ -168,38 +174,58 @@ def test_cells_outside_the_version_grid_are_ignored():
     assert s.samples == 6 * 10
 
 
-def test_ci_equals_the_point_when_all_cell_cis_have_zero_width():
-    s = only(grid(BASIC, ci=0.0))
-    assert s.ci_low == pytest.approx(s.average)
-    assert s.ci_high == pytest.approx(s.average)
+def price_bonett(scores: list[float], n: list[int], coef: list[float]) -> tuple[float, float]:
+    """Price & Bonett (2004) by hand, with the variance's n - 1 denominator (evalworkers/stats.py)."""
+    m = len(scores)
+    adjusted = [(s / 100 * k + 2 / m) / (k + 4 / m) for s, k in zip(scores, n, strict=True)]
+    centre = sum(c * a for c, a in zip(coef, adjusted, strict=True))
+    var = sum(c * c * a * (1 - a) / (k + 4 / m - 1) for c, a, k in zip(coef, adjusted, n, strict=True))
+    point = sum(c * s / 100 for c, s in zip(coef, scores, strict=True))
+    low, high = min(centre - 1.959964 * math.sqrt(var), point), max(centre + 1.959964 * math.sqrt(var), point)
+    return 100 * max(low, 0.0), 100 * min(high, 1.0)
 
 
-def test_cells_without_a_ci_count_as_exact():
-    s = only(grid(BASIC, ci=None))
-    assert s.ci_low == pytest.approx(s.average)
-    assert s.ci_high == pytest.approx(s.average)
+def test_each_length_gets_a_price_bonett_interval_from_its_cells_scores_and_samples():
+    summary = only(grid(BASIC, done=10))
+    low, high = summary.ci_by_length[8192]  # 90 and 70 of 10 samples each
+    assert (low, high) == pytest.approx(price_bonett([90.0, 70.0], [10, 10], [0.5, 0.5]), abs=1e-4)
+    assert (low, high) == pytest.approx((57.244, 92.756), abs=1e-3)
+    missing = only(grid({"niah_single_1": [100.0, None, 70.0], "vt": [80.0, 70.0, 50.0]}))
+    assert missing.ci_by_length[8192] is None and missing.ci_by_length[4096] is not None
 
 
-def test_ci_is_propagated_from_cell_cis():
-    s = only(grid(BASIC, ci=1.96 * 3))  # every cell: se 3
-    # Each of 6 cells has coefficient 1/3 * 1/2 = 1/6, so se = sqrt(6 * (3/6)^2) = 3/sqrt(6).
-    half = 1.96 * 3 / math.sqrt(6)
-    assert s.ci_low == pytest.approx(s.average - half)
-    assert s.ci_high == pytest.approx(s.average + half)
+def test_the_row_interval_is_price_bonett_over_every_cell_and_is_named():
+    s = only(grid(BASIC, done=10))
+    scores = [100.0, 90.0, 70.0, 80.0, 70.0, 50.0]
+    assert (s.ci_low, s.ci_high) == pytest.approx(price_bonett(scores, [10] * 6, [1 / 6] * 6), abs=1e-4)
+    assert s.ci_method == "price_bonett"
 
 
-def test_ci_is_narrower_when_cell_cis_are_narrower():
-    wide = only(grid(BASIC, ci=10.0))
-    narrow = only(grid(BASIC, ci=2.0))
-    assert wide.average == narrow.average
-    assert narrow.ci_high - narrow.ci_low < wide.ci_high - wide.ci_low
-    assert wide.ci_low < narrow.ci_low <= narrow.average <= narrow.ci_high < wide.ci_high
+def test_a_row_of_perfect_cells_of_four_samples_has_an_interval_that_does_not_collapse():
+    s = only(grid({"niah_single_1": [100.0] * 3, "vt": [100.0] * 3}, done=4))
+    assert s.average == 100.0 and s.ci_high == 100.0
+    assert 80.0 < s.ci_low < 99.0
+    assert all(low < 100.0 == high for low, high in s.ci_by_length.values())  # type: ignore[union-attr]
 
 
-def test_ci_is_clipped_to_the_score_range():
-    s = only(grid({"niah_single_1": [100.0, 100.0, 100.0], "vt": [100.0, 100.0, 100.0]}, ci=50.0))
-    assert s.ci_high == 100.0
-    assert s.ci_low < 100.0
+def test_more_samples_per_cell_give_a_narrower_interval():
+    few, many = only(grid(BASIC, done=4)), only(grid(BASIC, done=100))
+    assert few.average == many.average
+    assert few.ci_low < many.ci_low <= many.average <= many.ci_high < few.ci_high
+
+
+def test_errored_samples_do_not_count_towards_a_cells_n():
+    clean, errored = only(grid(BASIC, done=10)), only(grid(BASIC, done=10, errored=6))
+    four = only(grid(BASIC, done=4))
+    assert errored.ci_high - errored.ci_low > clean.ci_high - clean.ci_low
+    assert (errored.ci_low, errored.ci_high) == (four.ci_low, four.ci_high)
+
+
+def test_a_row_with_cells_of_unknown_sample_count_has_no_interval():
+    s = only(grid(BASIC, done=0))  # reported results: a score without samples
+    assert s.average is not None
+    assert s.ci_low is None and s.ci_high is None and s.ci_method == ""
+    assert all(v is None for v in s.ci_by_length.values())
 
 
 def test_two_methods_and_budgets_give_summaries_by_method_then_budget_descending():
@@ -217,7 +243,7 @@ def test_no_cells_give_no_summaries():
 
 
 def test_summaries_hold_plain_python_numbers():
-    s = only(grid(BASIC, ci=1.0))
+    s = only(grid(BASIC))
     values = [s.average, s.wavg_inc, s.wavg_dec, s.ci_low, s.ci_high, *s.scores_by_length.values()]
     assert all(type(v) is float for v in values)
     assert type(s.effective_length) is int
@@ -280,13 +306,3 @@ def test_rank_rows_uses_the_point_when_a_row_has_no_ci():
     ranked = metrics.rank_rows(frame).set_index("id")
     assert ranked.loc["y", "rank"] == 2
     assert ranked.loc["x", "rank_high"] == 1
-
-
-def test_each_length_gets_its_own_ci_from_its_cells():
-    # Two tasks with half-width 3 (se = 3/1.96) at every length: the mean's se is sqrt(2 * (0.5 * se)^2).
-    summary = only(grid(BASIC, ci=3.0))
-    half = 1.96 * math.sqrt(2 * (0.5 * 3.0 / 1.96) ** 2)
-    low, high = summary.ci_by_length[8192]
-    assert low == pytest.approx(80.0 - half) and high == pytest.approx(80.0 + half)
-    missing = only(grid({"niah_single_1": [100.0, None, 70.0], "vt": [80.0, 70.0, 50.0]}, ci=3.0))
-    assert missing.ci_by_length[8192] is None and missing.ci_by_length[4096] is not None

@@ -90,4 +90,9 @@ class Migration(migrations.Migration):
             name='prompt_token_mismatch',
             field=models.BooleanField(default=False, help_text="The server's count was over the target or more than 2% below it."),
         ),
+        migrations.AlterField(
+            model_name='cell',
+            name='target_prompt_tokens_mean',
+            field=models.FloatField(blank=True, help_text="The prompts' target: the length minus the new tokens.", null=True),
+        ),
     ]

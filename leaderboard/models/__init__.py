@@ -1,5 +1,5 @@
 from leaderboard.models.board import LeaderboardRow
-from leaderboard.models.results import Cell, CellSizing, CellStatus, SampleAnswer, SampleResult
+from leaderboard.models.results import Cell, CellSizing, CellStatus, CiMethod, SampleAnswer, SampleResult
 from leaderboard.models.submissions import (
     ApiMode,
     EventAction,
@@ -27,6 +27,7 @@ __all__ = [
     "Cell",
     "CellSizing",
     "CellStatus",
+    "CiMethod",
     "EventAction",
     "FrozenVersionError",
     "LeaderboardRow",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from leaderboard.models.results import CiMethod
 from leaderboard.models.submissions import ModelKind, Submission, Visibility
 from leaderboard.models.versions import BenchmarkVersion
 
@@ -35,6 +36,8 @@ class LeaderboardRow(models.Model):
     wavg_dec = models.FloatField(null=True, blank=True)
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
+    ci_method = models.CharField(max_length=24, choices=CiMethod.choices, blank=True, default=CiMethod.NONE,
+                                 help_text="How ci_low/ci_high and ci_by_length were computed.")
     effective_length = models.PositiveIntegerField(null=True, blank=True,
                                                    help_text="Longest length up to which every score passes.")
     complete = models.BooleanField(default=True, help_text="Every task and length of the version was measured.")
@@ -43,6 +46,9 @@ class LeaderboardRow(models.Model):
         help_text='{"4096": "why this length has no score"}: cells whose prompts missed the length.')
     lengths_verified = models.BooleanField(
         default=True, help_text="False when the model's server reported no token counts to check lengths with.")
+    partial_reason = models.CharField(
+        max_length=300, blank=True,
+        help_text="Why the row is partial (cells missing, tasks of the imported file skipped); blank: it is not.")
     kv_bytes_mean = models.FloatField(null=True, blank=True)
     samples = models.PositiveIntegerField(default=0)
     samples_errored = models.PositiveIntegerField(default=0)
@@ -66,3 +72,8 @@ class LeaderboardRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.method}:{self.budget:g} on {self.version_id}"
+
+    @property
+    def is_partial(self) -> bool:
+        """Shown with a "partial" mark and no effective length: not every cell of the grid is here."""
+        return bool(self.partial_reason) or not self.complete

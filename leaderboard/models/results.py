@@ -7,6 +7,7 @@ from django.db.models import Q
 
 from evalworkers.benchmark.answers import OUTCOME_LABELS, AnswerOutcome
 from evalworkers.prompt_sizing import SIZING_LABELS, SizingMethod
+from evalworkers.stats import METHOD_LABELS, IntervalMethod
 from leaderboard.models.submissions import Submission
 from leaderboard.models.versions import TaskSpec
 
@@ -43,6 +44,18 @@ class CellSizing(models.TextChoices):
     UNVERIFIED = SizingMethod.UNVERIFIED.value, SIZING_LABELS[SizingMethod.UNVERIFIED]
 
 
+class CiMethod(models.TextChoices):
+    """How a 95% interval was computed (``evalworkers.stats.IntervalMethod``; labels from ``METHOD_LABELS``)."""
+
+    WILSON = IntervalMethod.WILSON.value, METHOD_LABELS[IntervalMethod.WILSON]
+    WILSON_BOUNDED = IntervalMethod.WILSON_BOUNDED.value, METHOD_LABELS[IntervalMethod.WILSON_BOUNDED]
+    PRICE_BONETT = IntervalMethod.PRICE_BONETT.value, METHOD_LABELS[IntervalMethod.PRICE_BONETT]
+    BOOTSTRAP = IntervalMethod.BOOTSTRAP.value, METHOD_LABELS[IntervalMethod.BOOTSTRAP]
+    CELL_CI_PROPAGATION = (IntervalMethod.CELL_CI_PROPAGATION.value,
+                           METHOD_LABELS[IntervalMethod.CELL_CI_PROPAGATION])
+    NONE = IntervalMethod.NONE.value, METHOD_LABELS[IntervalMethod.NONE]
+
+
 class Cell(models.Model):
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="cells")
     task = models.ForeignKey(TaskSpec, on_delete=models.PROTECT, related_name="cells")
@@ -56,8 +69,11 @@ class Cell(models.Model):
     score = models.FloatField(null=True, blank=True, help_text="Mean score 0-100 over scored samples.")
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
+    ci_method = models.CharField(max_length=24, choices=CiMethod.choices, blank=True, default=CiMethod.NONE,
+                                 help_text="How ci_low/ci_high were computed (evalworkers/stats.py).")
     prompt_tokens_mean = models.FloatField(null=True, blank=True, help_text="As the model's server counted them.")
-    target_prompt_tokens_mean = models.FloatField(null=True, blank=True, help_text="As the samples were sized.")
+    target_prompt_tokens_mean = models.FloatField(
+        null=True, blank=True, help_text="The prompts' target: the length minus the new tokens.")
     prompt_token_mismatch = models.BooleanField(
         default=False, help_text="The server's count was over the target or more than 2% below it.")
     sizing = models.CharField(max_length=20, choices=CellSizing.choices, blank=True,

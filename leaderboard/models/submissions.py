@@ -105,6 +105,10 @@ class Submission(models.Model):
         default=dict, blank=True,
         help_text="Extra request fields the submitter chose from the allowlist (evalworkers.backends.options).")
     api_key_encrypted = models.TextField(blank=True, editable=False)
+    import_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the imported file (reported results): a re-import is refused.")
+    import_skipped = models.JSONField(
+        default=list, blank=True, help_text="Task names of the imported file that were skipped (--skip-unknown).")
     run_number = models.PositiveIntegerField(default=1, editable=False, help_text="Incremented by each re-run.")
     cells_total = models.PositiveIntegerField(default=0)
     cells_done = models.PositiveIntegerField(default=0)
@@ -131,6 +135,7 @@ class Submission(models.Model):
             models.Index(fields=["version", "status", "visibility"], name="submission_board_lookup"),
             models.Index(fields=["status", "created_at"], name="submission_queue_order"),
             models.Index(fields=["submitter", "-created_at"], name="submission_by_submitter"),
+            models.Index(fields=["import_sha256"], name="submission_by_import_hash"),
         ]
 
     def __str__(self) -> str:

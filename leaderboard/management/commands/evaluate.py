@@ -156,10 +156,11 @@ class Command(BaseCommand):
                                                 concurrency=config.concurrency,
                                                 breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD),
                                                 observe=sizing.observe)
-                    summary = summarize(outcomes, seed_parts=(version.slug, task.key, length))
+                    summary = summarize(outcomes)
                     cells.append({"task": task.key, "length": length, "method": "full", "budget": 1.0,
                                   "sizing": sizing.method.value, "score": summary.score,
-                                  "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
+                                  "ci": [summary.ci_low, summary.ci_high], "ci_method": summary.ci_method,
+                                  "n": summary.n,
                                   "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
                                   "prompt_token_mismatch": summary.prompt_token_mismatch,
                                   "top_error": summary.top_error, **answer_fields(summary)})
@@ -213,13 +214,13 @@ class Command(BaseCommand):
                                                   HFTokenCounter(loaded.tokenizer), measure=backend.count_prompt)
                     point_spec, sizing = prompt_sizing.calibrate(spec, backend, sizing, 0)
                     outcomes = evaluate_samples(point_spec, backend, sizing.counter, range(limit), concurrency=1)
-                    summary = summarize(outcomes, seed_parts=(version.slug, task.key, length, name, budget))
+                    summary = summarize(outcomes)
                     figures = local_runs.cell_efficiency(outcomes)
                     oom = next((o for o in outcomes if o.metadata.get("oom")), None)
                     cell = {"task": task.key, "length": length, "method": name, "budget": budget,
-                            "sizing": sizing.method.value,
-                            "score": summary.score, "ci": [summary.ci_low, summary.ci_high], "n": summary.n,
-                            "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
+                            "sizing": sizing.method.value, "score": summary.score,
+                            "ci": [summary.ci_low, summary.ci_high], "ci_method": summary.ci_method,
+                            "n": summary.n, "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
                             "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
                             "status": "oom" if oom else "completed", "query_aware": aware, **answer_fields(summary),
                             **{key: figures.get(field) for key, field in EFFICIENCY_KEYS.items()}}

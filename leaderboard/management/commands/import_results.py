@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--model", help="Model name (required for an lm-eval JSON file; CSV rows carry theirs).")
         parser.add_argument("--organisation", default="")
         parser.add_argument("--source", default="", help="Where the numbers come from (shown as the note).")
+        parser.add_argument("--skip-unknown", action="store_true",
+                            help="Import a file with tasks the version does not know, leaving them out; the row "
+                                 "is marked partial. Without it such a file is refused, naming each task.")
+        parser.add_argument("--replace", action="store_true",
+                            help="Replace an earlier import of the same file, or of the same model on this version.")
 
     def handle(self, *args: object, **opts: object) -> None:
         version = BenchmarkVersion.objects.browsable().filter(slug=opts["version_slug"]).first()
@@ -30,20 +35,24 @@ class Command(BaseCommand):
             raise CommandError(f"--version {opts['version_slug']!r} is not a published version.")
         path: Path = opts["file"]  # type: ignore[assignment]
         try:
-            text = path.read_text(encoding="utf-8")
+            content = path.read_bytes()
+            text = content.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"{path}: cannot read it ({exc}).") from None
+        skip, replace = bool(opts["skip_unknown"]), bool(opts["replace"])
         try:
             if path.suffix.lower() == ".json":
                 if not opts["model"]:
                     raise CommandError("--model is required for an lm-evaluation-harness JSON file.")
-                models = [importing.parse_lm_eval(text, version, str(opts["model"]))]
+                models = [importing.parse_lm_eval(text, version, str(opts["model"]), skip_unknown=skip)]
             elif path.suffix.lower() == ".csv":
-                models = importing.parse_csv(text, version)
+                models = importing.parse_csv(text, version, skip_unknown=skip)
             else:
                 raise CommandError(f"{path}: use a .json (lm-evaluation-harness) or .csv file.")
+            subs = importing.save(models, version, organisation=str(opts["organisation"]),
+                                  source=str(opts["source"]), sha256=importing.file_hash(content), replace=replace)
         except importing.ImportFileError as exc:
             raise CommandError(f"{path}: {exc} Nothing was imported.") from None
-        subs = importing.save(models, version, organisation=str(opts["organisation"]), source=str(opts["source"]))
         for model, sub in zip(models, subs, strict=True):
-            self.stdout.write(f"{model.name}: {len(model.scores)} scores -> submission #{sub.pk} (reported)")
+            skipped = f"; skipped {', '.join(model.skipped)} (row marked partial)" if model.skipped else ""
+            self.stdout.write(f"{model.name}: {len(model.scores)} scores -> submission #{sub.pk} (reported){skipped}")
