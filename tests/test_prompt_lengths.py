@@ -114,7 +114,7 @@ def test_the_flag_is_raised_over_the_target_or_more_than_two_percent_below_it_on
 
 def evaluated(server: FakeOpenAI, slug: str) -> Submission:
     """A submission of ``server`` on a fresh two-length version, run to its end by the runner, rows computed."""
-    version = make_version(slug, publish=True, lengths=[512, 1024], samples_per_cell=3)
+    version = make_version(slug, publish=True, tasks=2, lengths=[512, 1024], samples_per_cell=3)
     sub = make_submission(version=version, model=make_entry(endpoint_url=server.base_url, api_model_name="m"))
     for cell_id in runner.start(sub.pk):
         runner.run_cell(cell_id)
