@@ -22,7 +22,7 @@ from evalworkers import local_runs, prompt_sizing
 from evalworkers.backends import CircuitBreaker, EndpointBackend, EndpointConfig, probe
 from evalworkers.backends.dialect import Dialect
 from evalworkers.backends.tokenize import RemoteTokenizer
-from evalworkers.benchmark import HFTokenCounter, RenderOptions, SpecError
+from evalworkers.benchmark import HFTokenCounter, SpecError
 from evalworkers.evaluation import CellSpec, SampleOutcome, evaluate_samples, summarize
 from evalworkers.kv import registry
 from evalworkers.local_runs import SubmissionNotRunnable
@@ -80,10 +80,9 @@ def reasoning_advice(version: BenchmarkVersion) -> str:
 
 def probe_options(version: BenchmarkVersion) -> dict:
     """What the probe needs to know of a version: whether it expects reasoning, and its largest answer budget."""
-    options = RenderOptions.from_version_params(version.params)
+    extra = version.reasoning_extra_tokens
     answer_tokens = max((t.max_new_tokens for t in version.tasks.all()), default=0)
-    return {"expects_reasoning": options.reasoning,
-            "answer_tokens": answer_tokens + (options.reasoning_extra_tokens if options.reasoning else 0),
+    return {"expects_reasoning": extra is not None, "answer_tokens": answer_tokens + (extra or 0),
             "reasoning_advice": reasoning_advice(version)}
 
 
@@ -173,7 +172,7 @@ def cell_spec(cell: Cell) -> CellSpec:
     return CellSpec(
         seed=version.seed, task_key=cell.task.key, task_type=cell.task.task_type, params=cell.task.params,
         length=cell.length, max_new_tokens=cell.task.max_new_tokens, samples=version.samples_per_cell,
-        api_mode=cell.submission.model.api_mode, options=RenderOptions.from_version_params(version.params),
+        api_mode=cell.submission.model.api_mode, options=version.render_options,
     )
 
 

@@ -112,9 +112,12 @@ def test_a_misfired_reasoning_parser_that_puts_the_answer_in_the_reasoning_field
     assert cell["no_final_answer"] == 0
 
 
-def test_a_reasoning_model_on_a_version_without_a_reasoning_budget_fails_the_probe_saying_what_to_do() -> None:
+def test_a_reasoning_model_on_a_version_without_a_reasoning_budget_fails_the_probe_saying_what_to_do(
+        client) -> None:
     make_version("noreason", publish=True, lengths=[512], samples_per_cell=2)
     make_version("withreason", publish=True, lengths=[512], samples_per_cell=2, params=REASONING)
+    assert "not expected: a model that reasons is refused" in client.get("/versions/noreason/").content.decode()
+    assert "each task allows 64 more new tokens for thinking" in client.get("/versions/withreason/").content.decode()
     with FakeOpenAI(models=("m",), reasoning=lambda call: "Hmm, let me think.") as server, \
             pytest.raises(CommandError) as refused:
         evaluate("--endpoint", server.base_url, "--model", "m", "--version", "noreason")

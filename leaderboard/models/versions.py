@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from evalworkers.benchmark import SpecError, category_of, validate_task
+from evalworkers.benchmark import RenderOptions, SpecError, category_of, validate_task
 from evalworkers.kv import registry as kv_registry
 
 KNOWN_KV_METHODS = tuple(kv_registry.METHODS)  # the worker's registry is the one list of methods
@@ -133,6 +133,17 @@ class BenchmarkVersion(models.Model):
     @property
     def max_length(self) -> int:
         return max(self.lengths) if self.lengths else 0
+
+    @property
+    def render_options(self) -> RenderOptions:
+        return RenderOptions.from_version_params(self.params)
+
+    @property
+    def reasoning_extra_tokens(self) -> int | None:
+        """New tokens each task adds for thinking (inside the length), or None: the version expects direct
+        answers, and the probe refuses a model that reasons."""
+        options = self.render_options
+        return options.reasoning_extra_tokens if options.reasoning else None
 
     def _kv_points(self) -> tuple[dict[str, list[float]], list[tuple[str, float, str]]]:
         return kv_registry.offered_points(list(self.kv_methods or []), [float(b) for b in self.kv_budgets or []],
