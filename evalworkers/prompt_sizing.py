@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from evalworkers.backends import GenerationRequest
-from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, Sample, TokenCounter
+from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, Sample, SpecError, TokenCounter
 from evalworkers.benchmark.tokens import ExactCounter
 
 log = logging.getLogger(__name__)
@@ -126,31 +126,41 @@ def calibrate(spec: Any, backend: Any, sizing: Sizing, index: int) -> tuple[Any,
         return _with_reserve(spec, sizing, max(0, sizing.measure(spec.request(sample)) - sample.prompt_tokens))
     if sizing.method is SizingMethod.UNVERIFIED:
         return spec, sizing
-    if sizing.calibrated is None:  # an exact counter: only the server's own additions are left to measure
-        sample = spec.sample(index, sizing.counter)
-        result = backend.generate(dataclasses.replace(spec.request(sample), max_new_tokens=1))
-        if not result.ok or not result.prompt_tokens:
-            return spec, sizing
-        return _with_reserve(spec, sizing, max(0, result.prompt_tokens - sample.prompt_tokens))
+    if sizing.calibrated is None:
+        return _reserve_from_server(spec, backend, sizing, index)
+    return _calibrate_estimate(spec, backend, sizing, index)
+
+
+def _reserve_from_server(spec: Any, backend: Any, sizing: Sizing, index: int) -> tuple[Any, Sizing]:
+    """An exact counter leaves only the server's own additions to measure: one request of the cell's prompt."""
+    sample = spec.sample(index, sizing.counter)
+    result = backend.generate(dataclasses.replace(spec.request(sample), max_new_tokens=1))
+    if not result.ok or not result.prompt_tokens:
+        return spec, sizing
+    return _with_reserve(spec, sizing, max(0, result.prompt_tokens - sample.prompt_tokens))
+
+
+def _calibrate_estimate(spec: Any, backend: Any, sizing: Sizing, index: int) -> tuple[Any, Sizing]:
+    estimate = sizing.calibrated
+    assert estimate is not None
     # The server's own tokens for this cell's request shape (template, turns, the answer prefill): the same
     # messages with an empty user text.
-    sample = spec.sample(index, sizing.calibrated)
+    sample = spec.sample(index, estimate)
     empty = backend.generate(dataclasses.replace(_emptied(spec.request(sample)), max_new_tokens=1))
     if empty.ok and empty.prompt_tokens:
-        prefix = sizing.calibrated.count(f" {sample.answer_prefix}") if sample.answer_prefix else 0
+        prefix = estimate.count(f" {sample.answer_prefix}") if sample.answer_prefix else 0
         spec, sizing = _with_reserve(spec, sizing, max(0, empty.prompt_tokens - prefix))
     # Then a quarter-length prompt of the same kind, so that an estimate far off (digits as tokens: 2x) cannot
     # overflow the window, and a full-length one sized CALIBRATION_MARGIN short, which cannot either and whose
     # ratio is a full prompt's.
     shorter = _shorter(spec, 4)
     for round_spec in (shorter, spec) if shorter is not spec else (spec,):
-        counter = CalibratedCounter(sizing.calibrated.chars_per_token, margin=CALIBRATION_MARGIN)
-        sample = round_spec.sample(index, counter)
+        sample = round_spec.sample(index, CalibratedCounter(estimate.chars_per_token, margin=CALIBRATION_MARGIN))
         result = backend.generate(dataclasses.replace(round_spec.request(sample), max_new_tokens=1))
         if not result.ok or not result.prompt_tokens:
             log.info("calibration request failed (%s); sizing with the current estimate", result.error)
             break
-        sizing.calibrated.calibrate(len(sample.as_completion_prompt()), result.prompt_tokens - sizing.reserve_tokens)
+        estimate.calibrate(len(sample.as_completion_prompt()), result.prompt_tokens - sizing.reserve_tokens)
     return spec, sizing
 
 
@@ -169,8 +179,6 @@ def _with_reserve(spec: Any, sizing: Sizing, reserve: int) -> tuple[Any, Sizing]
 
 def _shorter(spec: Any, divisor: int) -> Any:
     """The spec at a fraction of its length, when the task can be built that short; else the spec itself."""
-    from evalworkers.benchmark import SpecError
-
     shorter = dataclasses.replace(spec, length=spec.length // divisor)
     try:
         shorter.sample(0, CalibratedCounter(4.0))
