@@ -22,7 +22,7 @@ from evalworkers.backends.options import OptionsError, validate_request_options
 from evalworkers.tasks import start_submission
 from leaderboard.models import SampleAnswer, SampleResult, Submission, SubmissionStatus
 from tests.conftest import wait_for
-from tests.factories import make_entry, make_submission, make_version
+from tests.factories import make_default_version, make_entry, make_submission, make_version, submission_post
 from tests.fake_openai import FakeCall, FakeOpenAI
 from tests.needle_reader import QUESTION, answer_value, expected_score, needle_reader
 
@@ -309,3 +309,19 @@ def test_a_reasoning_models_submission_records_answers_stop_reasons_and_reasonin
     api = client.get(f"/api/v1/submissions/{sub.pk}").json()
     assert sum(c["no_final_answer"] for c in api["cells"]) == sum(c.no_final_answer for c in sub.cells.all()) > 0
     assert api["request_options"] == {"reasoning_effort": "low"}
+
+
+def test_request_options_from_the_form_are_kept_with_the_submission_and_bad_ones_are_refused_on_the_field(
+        client, alice) -> None:
+    make_default_version("t1")
+    client.force_login(alice)
+    refused = client.post("/submit/", submission_post(request_options='{"temperature": 1, "top_k": 20}'))
+    errors = refused.context["form"].errors["request_options"]
+    assert errors == ["temperature cannot be set: decoding is greedy (temperature 0) for every model, so runs are "
+                      "comparable."]
+    broken = client.post("/submit/", submission_post(request_options='{"top_k": 20'))
+    assert "This is not valid JSON" in broken.context["form"].errors["request_options"][0]
+    assert not Submission.objects.exists()
+    client.post("/submit/", submission_post(request_options='{"chat_template_kwargs": {"enable_thinking": false}}'))
+    sub = Submission.objects.get()
+    assert sub.request_options == {"chat_template_kwargs": {"enable_thinking": False}}
