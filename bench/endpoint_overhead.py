@@ -158,6 +158,7 @@ def bench(args: argparse.Namespace, server: Endpoint, settings: Any, connection:
     from evalworkers import runner
     from evalworkers.backends import GenerationResult
     from evalworkers.backends.wire import build_body
+    from evalworkers.benchmark import CalibratedCounter
     from evalworkers.evaluation import outcome_of
     from leaderboard.models import Cell, CellStatus, SampleResult, Submission
     from tests.factories import make_entry, make_submission, make_version
@@ -173,7 +174,9 @@ def bench(args: argparse.Namespace, server: Endpoint, settings: Any, connection:
         return 1
     cells = list(Cell.objects.filter(pk__in=cell_ids).select_related(
         "submission__model", "submission__version", "task").order_by("task__key"))
-    counter = runner._counter(sub)
+    # The ceiling's samples are sized with the probe's estimate; the engine calibrates its own per cell (three
+    # one-token requests, part of its measured cost).
+    counter = CalibratedCounter(sub.probe_result.get("chars_per_token") or runner.DEFAULT_CHARS_PER_TOKEN)
 
     # Warm both paths' sockets/threads a little (not measured).
     warm_spec = runner.cell_spec(cells[0])
