@@ -126,7 +126,7 @@ def wait_for(url: str, proc: subprocess.Popen | None, timeout_s: float = 600) ->
     raise SystemExit(f"{url} did not answer within {timeout_s:.0f} s")
 
 
-def run_ours(args: argparse.Namespace, base_url: str, out: Path) -> dict[tuple[str, int], Side]:
+def run_ours(args: argparse.Namespace, base_url: str, out: Path, length: int) -> dict[tuple[str, int], Side]:
     spec = version_spec(args.version)
     tasks = {t["key"]: t for t in spec["tasks"]}
     counter = HFTokenCounter.from_file(Path(args.tokenizer) / "tokenizer.json")
@@ -134,64 +134,62 @@ def run_ours(args: argparse.Namespace, base_url: str, out: Path) -> dict[tuple[s
     config = EndpointConfig(base_url=base_url, model=args.model, concurrency=1, request_timeout_s=900,
                             deadline_s=3600, allow_private=True)
     results: dict[tuple[str, int], Side] = {}
-    with EndpointBackend(config) as backend, (out / "ours.jsonl").open("w") as log:
-        for length in args.lengths:
-            for key in args.tasks:
-                task = tasks[key]
-                cell = CellSpec(seed=spec["seed"], task_key=key, task_type=task["type"], params=task.get("params", {}),
-                                length=length, max_new_tokens=task["max_new_tokens"], samples=args.samples,
-                                options=options)
-                started = time.monotonic()
-                outcomes = evaluate_samples(cell, backend, counter, range(args.samples), concurrency=1)
-                scored = [o for o in outcomes if o.score is not None]
-                served = [o.prompt_tokens for o in scored if o.prompt_tokens]
-                sized = [o.target_prompt_tokens for o in scored if o.target_prompt_tokens]
-                for o in outcomes:
-                    log.write(json.dumps({"task": key, "length": length, "index": o.index, "score": o.score,
-                                          "prediction": o.prediction, "expected": o.expected, "error": o.error,
-                                          "prompt_tokens": o.prompt_tokens}) + "\n")
-                results[(key, length)] = Side(
-                    score=sum(o.score for o in scored) / len(scored) if scored else 0.0, n=len(scored),
-                    prompt_tokens=sum(sized) / len(sized) if sized else None,
-                    served_tokens=sum(served) / len(served) if served else None)
-                print(f"ours    {key:<16} {length:>6}  {results[(key, length)].score:6.1f}  n={len(scored)}  "
-                      f"({time.monotonic() - started:.0f} s)", flush=True)
+    with EndpointBackend(config) as backend, (out / "ours.jsonl").open("a") as log:
+        for key in args.tasks:
+            task = tasks[key]
+            cell = CellSpec(seed=spec["seed"], task_key=key, task_type=task["type"], params=task.get("params", {}),
+                            length=length, max_new_tokens=task["max_new_tokens"], samples=args.samples,
+                            options=options)
+            started = time.monotonic()
+            outcomes = evaluate_samples(cell, backend, counter, range(args.samples), concurrency=1)
+            scored = [o for o in outcomes if o.score is not None]
+            served = [o.prompt_tokens for o in scored if o.prompt_tokens]
+            sized = [o.target_prompt_tokens for o in scored if o.target_prompt_tokens]
+            for o in outcomes:
+                log.write(json.dumps({"task": key, "length": length, "index": o.index, "score": o.score,
+                                      "prediction": o.prediction, "expected": o.expected, "error": o.error,
+                                      "prompt_tokens": o.prompt_tokens}) + "\n")
+            results[(key, length)] = Side(
+                score=sum(o.score for o in scored) / len(scored) if scored else 0.0, n=len(scored),
+                prompt_tokens=sum(sized) / len(sized) if sized else None,
+                served_tokens=sum(served) / len(served) if served else None)
+            print(f"ours    {key:<16} {length:>6}  {results[(key, length)].score:6.1f}  n={len(scored)}  "
+                  f"({time.monotonic() - started:.0f} s)", flush=True)
     return results
 
 
-def run_lm_eval(args: argparse.Namespace, base_url: str, out: Path) -> dict[tuple[str, int], Side]:
+def run_lm_eval(args: argparse.Namespace, base_url: str, out: Path, length: int) -> dict[tuple[str, int], Side]:
     results: dict[tuple[str, int], Side] = {}
     names = ",".join(LM_EVAL_TASKS[k] for k in args.tasks)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    for length in args.lengths:
-        # One run per length: lm-eval's --limit takes the first docs, and its RULER docs are ordered by length.
-        where = out / f"lm_eval_{length}"
-        model_args = (f"model={args.model},base_url={base_url}/chat/completions,tokenizer={args.tokenizer},"
-                      "tokenizer_backend=huggingface,tokenized_requests=False,num_concurrent=1,max_retries=3,"
-                      "timeout=900")
-        command = [args.lm_eval, "--model", "local-chat-completions", "--model_args", model_args,
-                   "--tasks", names, "--apply_chat_template", "--limit", str(args.samples),
-                   "--metadata", json.dumps({"max_seq_lengths": [length], "tokenizer": args.tokenizer}),
-                   "--log_samples", "--output_path", str(where)]
-        started = time.monotonic()
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        (out / f"lm_eval_{length}.log").write_text(done.stdout + done.stderr)
-        if done.returncode != 0:
-            print(f"lm_eval failed at {length} (exit {done.returncode}); see {out}/lm_eval_{length}.log:\n"
-                  + (done.stderr or done.stdout)[-2000:], flush=True)
-            continue
-        for key in args.tasks:
-            records = [json.loads(line) for f in sorted(where.rglob(f"samples_{LM_EVAL_TASKS[key]}_*.jsonl"))
-                       for line in f.read_text().splitlines() if line.strip()]
-            scores = [r[str(length)] for r in records if r.get(str(length), -1) != -1]
-            # lm-eval's doc "length" is the tokens it counted for the prompt plus the tokens to generate.
-            generate = {"vt": 30, "cwe": 120, "fwe": 50}.get(key, 128)
-            lengths = [r["doc"]["length"] - generate for r in records]
-            results[(key, length)] = Side(
-                score=100 * sum(scores) / len(scores) if scores else 0.0, n=len(scores),
-                prompt_tokens=sum(lengths) / len(lengths) if lengths else None)
-            print(f"lm_eval {key:<16} {length:>6}  {results[(key, length)].score:6.1f}  n={len(scores)}  "
-                  f"({time.monotonic() - started:.0f} s for the run)", flush=True)
+    # One run per length: lm-eval's --limit takes the first docs, and its RULER docs are ordered by length.
+    where = out / f"lm_eval_{length}"
+    model_args = (f"model={args.model},base_url={base_url}/chat/completions,tokenizer={args.tokenizer},"
+                  "tokenizer_backend=huggingface,tokenized_requests=False,num_concurrent=1,max_retries=3,"
+                  "timeout=900")
+    command = [args.lm_eval, "--model", "local-chat-completions", "--model_args", model_args,
+               "--tasks", names, "--apply_chat_template", "--limit", str(args.samples),
+               "--metadata", json.dumps({"max_seq_lengths": [length], "tokenizer": args.tokenizer}),
+               "--log_samples", "--output_path", str(where)]
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    (out / f"lm_eval_{length}.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        print(f"lm_eval failed at {length} (exit {done.returncode}); see {out}/lm_eval_{length}.log:\n"
+              + (done.stderr or done.stdout)[-2000:], flush=True)
+        return results
+    for key in args.tasks:
+        records = [json.loads(line) for f in sorted(where.rglob(f"samples_{LM_EVAL_TASKS[key]}_*.jsonl"))
+                   for line in f.read_text().splitlines() if line.strip()]
+        scores = [r[str(length)] for r in records if r.get(str(length), -1) != -1]
+        # lm-eval's doc "length" is the tokens it counted for the prompt plus the tokens to generate.
+        generate = {"vt": 30, "cwe": 120, "fwe": 50}.get(key, 128)
+        lengths = [r["doc"]["length"] - generate for r in records]
+        results[(key, length)] = Side(
+            score=100 * sum(scores) / len(scores) if scores else 0.0, n=len(scores),
+            prompt_tokens=sum(lengths) / len(lengths) if lengths else None)
+        print(f"lm_eval {key:<16} {length:>6}  {results[(key, length)].score:6.1f}  n={len(scores)}  "
+              f"({time.monotonic() - started:.0f} s for the run)", flush=True)
     return results
 
 
@@ -207,8 +205,15 @@ def main() -> None:
         server = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
     try:
         wait_for(base_url, server)
-        ours = run_ours(args, base_url, out) if "ours" in args.sides else {}
-        theirs = run_lm_eval(args, base_url, out) if "lm_eval" in args.sides and shutil.which(args.lm_eval) else {}
+        ours: dict[tuple[str, int], Side] = {}
+        theirs: dict[tuple[str, int], Side] = {}
+        lm_eval = "lm_eval" in args.sides and shutil.which(args.lm_eval)
+        # Length by length, both sides, so that a run cut short still leaves comparable cells.
+        for length in args.lengths:
+            if "ours" in args.sides:
+                ours.update(run_ours(args, base_url, out, length))
+            if lm_eval:
+                theirs.update(run_lm_eval(args, base_url, out, length))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
