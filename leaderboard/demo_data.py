@@ -69,6 +69,9 @@ TASK_OFFSETS = {
     "niah_single_1": 1.0, "niah_single_2": 0.0, "niah_single_3": -2.0, "niah_multikey_1": -1.0,
     "niah_multikey_2": -4.0, "niah_multikey_3": -8.0, "niah_multivalue": -3.0, "niah_multiquery": -2.0,
     "vt": -3.0, "ancestral_trace": -8.0, "cwe": -12.0, "fwe": -6.0,
+    # v2's names for the prose needle tasks
+    "niah_prose_numbers": 0.0, "niah_prose_uuids": -2.0, "niah_prose_multikey": -1.0, "niah_prose_multivalue": -3.0,
+    "niah_prose_multiquery": -2.0,
 }
 CATEGORY_OFFSETS = {TaskCategory.RETRIEVAL: -1.0, TaskCategory.TRACING: -5.0, TaskCategory.AGGREGATION: -10.0,
                     TaskCategory.QA: -15.0}

@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from evalworkers.benchmark import ruler
 from evalworkers.stats import METHOD_LABELS, IntervalMethod
 from leaderboard import board, charts, efficiency, pagecache, samples, versioning
 from leaderboard.models import (
@@ -173,8 +174,9 @@ def versions(request: HttpRequest) -> HttpResponse:
 
 def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
     version = get_object_or_404(BenchmarkVersion.objects.browsable(), slug=slug)
+    tasks = [(t, ruler.standing(t.key, t.task_type, t.params, t.max_new_tokens)) for t in version.tasks.all()]
     return render(request, "leaderboard/version.html", {
-        "version": version, "tasks": version.tasks.all(), "changes": versioning.changelog(version),
+        "version": version, "tasks": tasks, "changes": versioning.changelog(version),
         "length_labels": [charts.length_label(n) for n in version.lengths], "kv_refused": version.kv_refused(),
     })
 

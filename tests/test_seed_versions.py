@@ -1,4 +1,4 @@
-"""The seed command creates v1 and smoke from the spec file, and running it twice changes nothing."""
+"""The seed command creates v1, v2 and smoke from the spec file, and running it twice changes nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from django.core.management import CommandError, call_command
 from leaderboard.models import BenchmarkVersion, TaskSpec, VersionStatus
 
 pytestmark = pytest.mark.django_db
+V1_PUBLISHED_HASH = "e14c76a7291ad55c9f9715be3065b26d1bccfc4053fcaba799c8d003ea59fd8f"
+SMOKE_PUBLISHED_HASH = "368777ed7c2a011dd1adb507b214cd08aaeb953a362923603f50fb9fe877d032"
 
 
 def seed(*args: str) -> str:
@@ -21,17 +23,20 @@ def seed(*args: str) -> str:
     return out.getvalue()
 
 
-def test_seed_creates_the_published_default_v1_and_smoke() -> None:
+def test_seed_creates_published_v1_the_default_v2_and_smoke() -> None:
     seed()
     v1 = BenchmarkVersion.objects.get(slug="v1")
+    v2 = BenchmarkVersion.objects.get(slug="v2")
     smoke = BenchmarkVersion.objects.get(slug="smoke")
-    assert v1.is_default and v1.status == VersionStatus.PUBLISHED
-    assert v1.lengths == [4096, 8192, 16384, 32768, 65536, 131072]
+    assert v2.is_default and v2.status == VersionStatus.PUBLISHED
+    assert not v1.is_default and v1.status == VersionStatus.PUBLISHED
+    assert v1.lengths == v2.lengths == [4096, 8192, 16384, 32768, 65536, 131072]
     assert smoke.status == VersionStatus.PUBLISHED and not smoke.is_default
     assert max(smoke.lengths) <= 4096
     spec = json.loads(Path(settings.SPEC_FILE).read_text())
     expected_keys = {v["slug"]: {t["key"] for t in v["tasks"]} for v in spec["versions"]}
     assert set(v1.tasks.values_list("key", flat=True)) == expected_keys["v1"]
+    assert set(v2.tasks.values_list("key", flat=True)) == expected_keys["v2"]
     assert set(smoke.tasks.values_list("key", flat=True)) == expected_keys["smoke"]
 
 
@@ -44,12 +49,32 @@ def test_v1_configures_rulers_thirteen_tasks_and_ancestral_trace() -> None:
     assert any(key.startswith("ancestral") for key in keys - ruler)
 
 
+def test_v1_and_smoke_keep_the_spec_hashes_they_were_published_with() -> None:
+    # Template revisions came later as a parameter that is left out at its v1 default: the published specs, and
+    # so what their scores mean, are exactly what they were.
+    seed()
+    hashes = dict(BenchmarkVersion.objects.values_list("slug", "spec_hash"))
+    assert hashes["v1"] == V1_PUBLISHED_HASH
+    assert hashes["smoke"] == SMOKE_PUBLISHED_HASH
+
+
+def test_a_database_seeded_before_v2_gains_v2_and_keeps_v1_as_its_default(tmp_path: Path) -> None:
+    spec = json.loads(Path(settings.SPEC_FILE).read_text())
+    before = {"versions": [{**v, "is_default": True} for v in spec["versions"] if v["slug"] == "v1"]}
+    old = tmp_path / "before.json"
+    old.write_text(json.dumps(before))
+    seed("--file", str(old))
+    output = seed()
+    assert "v1: unchanged" in output and "v2: created" in output
+    assert BenchmarkVersion.objects.get(is_default=True).slug == "v1"  # staff choose when v2 becomes the default
+
+
 def test_running_the_seed_twice_changes_nothing() -> None:
     seed()
     before = {v.slug: (v.pk, v.spec_hash, v.published_at) for v in BenchmarkVersion.objects.all()}
     tasks_before = TaskSpec.objects.count()
     output = seed()
-    assert "v1: unchanged" in output and "smoke: unchanged" in output
+    assert "v1: unchanged" in output and "v2: unchanged" in output and "smoke: unchanged" in output
     after = {v.slug: (v.pk, v.spec_hash, v.published_at) for v in BenchmarkVersion.objects.all()}
     assert after == before
     assert TaskSpec.objects.count() == tasks_before

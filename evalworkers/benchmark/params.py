@@ -13,7 +13,12 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: its kind (``int``, ``float``, ``bool``, ``choice``, ``depth``), default and bounds."""
+    """One parameter: its kind (``int``, ``float``, ``bool``, ``choice``, ``depth``), default and bounds.
+
+    ``omit_default``: for a parameter added after versions were published. While it holds its default it is
+    left out of the cleaned params, so the params of those versions, and with them their spec hashes and the
+    seeds of their samples, stay exactly what they were.
+    """
 
     kind: str
     default: Any
@@ -23,6 +28,7 @@ class Param:
     maximum: float | None = None
     nullable: bool = False
     noun: str = "value"
+    omit_default: bool = False
 
     def clean(self, field: str, value: Any) -> Any:
         if value is None:
@@ -75,5 +81,8 @@ def clean_params(schema: dict[str, Param], params: Any, prefix: str = "params") 
     for name in sorted(schema):
         param = schema[name]
         value = params.get(name, _MISSING)
-        out[name] = param.default if value is _MISSING else param.clean(f"{prefix}.{name}", value)
+        cleaned = param.default if value is _MISSING else param.clean(f"{prefix}.{name}", value)
+        if param.omit_default and cleaned == param.default:
+            continue
+        out[name] = cleaned
     return out

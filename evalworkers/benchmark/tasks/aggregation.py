@@ -13,6 +13,7 @@ from ..params import Param
 from ..plan import Plan, TaskContext, TaskType
 from ..rng import Rng
 from ..sizing import BuiltContext, TooShort, largest_fitting
+from ..templates import TEMPLATE, V1, template_of
 from ..tokens import TokenCounter
 
 
@@ -97,6 +98,36 @@ class CommonWordsBuilder:
         return BuiltContext(text, self._cost(uncommon, singles), meta)
 
 
+CWE_INSTRUCTION = ("Below is a numbered list of words. In these words, some appear more often than others. "
+                   "Memorize the ones that appear most often.")
+
+
+def _cwe_question(n: int) -> str:
+    return f"Question: What are the {n} most common words in the above list?"
+
+
+def _cwe_answer_prefix(n: int) -> str:
+    return f"Answer: The top {n} words that appear most often in the list are:"
+
+
+def _numbered(words: list[str]) -> str:
+    return " ".join(f"{i}. {w}" for i, w in enumerate(words, start=1))
+
+
+def cwe_example(rng: Rng, num_cw: int, short: bool, avoid: set[str]) -> str:
+    """RULER's worked example (common_words_extraction.py, ``num_fewshot`` 1), our own draw: below 4K, 10 words
+    of which ``num_cw`` appear 3 times and the rest once; from 4K, 40 words, ``num_cw`` of them 10 times and the
+    rest 3 times; the whole prompt for it, then its numbered answer. Its words avoid the sample's common ones."""
+    total, freq_cw, freq_ucw = (20, 3, 1) if short else (40, 10, 3)
+    pool = [w for w in english_words() if w not in avoid]
+    words = rng.sample(pool, max(total, num_cw + 1))
+    common, uncommon = words[:num_cw], words[num_cw:]
+    items = common * freq_cw + uncommon * freq_ucw
+    rng.shuffle(items)
+    return (f"{CWE_INSTRUCTION}\n{_numbered(items)}\n{_cwe_question(num_cw)} {_cwe_answer_prefix(num_cw)} "
+            f"{_numbered(common)}")
+
+
 def plan_common_words(ctx: TaskContext) -> Plan:
     p = ctx.params
     short = ctx.length < p["short_length"]
@@ -104,14 +135,20 @@ def plan_common_words(ctx: TaskContext) -> Plan:
     freq_ucw = p["short_freq_ucw"] if short else p["freq_ucw"]
     builder = CommonWordsBuilder(ctx.counter, ctx.rng, p["num_cw"], freq_cw, freq_ucw)
     n = p["num_cw"]
+    template = template_of(p)
+    metadata: dict[str, Any] = {"freq_cw": freq_cw, "freq_ucw": freq_ucw}
+    instruction = CWE_INSTRUCTION
+    if template != V1:
+        # RULER opens with the worked example, then a newline, then the task (common_words_extraction.py).
+        instruction = cwe_example(ctx.rng.child("example"), n, short, set(builder.common)) + "\n" + CWE_INSTRUCTION
+        metadata["template"] = template
     return Plan(
-        "Below is a numbered list of words. In these words, some appear more often than others. "
-        "Memorize the ones that appear most often.",
-        f"Question: What are the {n} most common words in the above list?",
-        f"Answer: The top {n} words that appear most often in the list are:",
+        instruction,
+        _cwe_question(n),
+        _cwe_answer_prefix(n),
         list(builder.common),
         builder,
-        metadata={"freq_cw": freq_cw, "freq_ucw": freq_ucw},
+        metadata=metadata,
     )
 
 
@@ -136,9 +173,10 @@ def zipf_weights(vocab_size: int, alpha: float) -> list[float]:
 
 
 class FrequentWordsBuilder:
-    """Coded words with Zipf counts floor(N * k^-alpha / zeta(alpha)); rank 1 is the '....' noise (RULER)."""
+    """Coded words with Zipf counts floor(N * k^-alpha / zeta(alpha)); rank 1 is the dots noise (RULER)."""
 
-    def __init__(self, counter: TokenCounter, rng: Rng, vocab_size: int, word_len: int, alpha: float) -> None:
+    def __init__(self, counter: TokenCounter, rng: Rng, vocab_size: int, word_len: int, alpha: float,
+                 noise: str = "....") -> None:
         vocab: list[str] = []
         seen: set[str] = set()
         rng_vocab = rng.child("vocab")
@@ -147,7 +185,7 @@ class FrequentWordsBuilder:
             if w not in seen:
                 seen.add(w)
                 vocab.append(w)
-        vocab[0] = "...."
+        vocab[0] = noise
         self.vocab = vocab
         self._order_rng = rng.child("order")
         self._weights = zipf_weights(vocab_size, alpha)
@@ -186,9 +224,21 @@ class FrequentWordsBuilder:
         return BuiltContext(" ".join(words), used, {"words": len(words), "counts_top": counts[:5]})
 
 
+# RULER's vocabulary is max_seq_length // 50 words unless given (freq_words_extraction.py); with alpha 2 only the
+# first sqrt(0.6 N) ranks of N words ever appear, so the size never binds at RULER's lengths.
+FWE_VOCAB_PER_TOKENS = 50
+
+
 def plan_frequent_words(ctx: TaskContext) -> Plan:
     p = ctx.params
-    builder = FrequentWordsBuilder(ctx.counter, ctx.rng, p["vocab_size"], p["word_length"], p["alpha"])
+    template = template_of(p)
+    vocab_size = p["vocab_size"] if p["vocab_size"] is not None else max(10, ctx.length // FWE_VOCAB_PER_TOKENS)
+    # v1 drew "...." (the dots the question names); RULER's generator writes "..." although its question says '....'.
+    noise = "...." if template == V1 else "..."
+    builder = FrequentWordsBuilder(ctx.counter, ctx.rng, vocab_size, p["word_length"], p["alpha"], noise)
+    metadata: dict[str, Any] = {"alpha": p["alpha"]}
+    if template != V1:
+        metadata.update(template=template, vocab_size=vocab_size)
     return Plan(
         "Read the following coded text and track the frequency of each coded word. "
         "Find the three most frequently appeared coded words.",
@@ -198,7 +248,7 @@ def plan_frequent_words(ctx: TaskContext) -> Plan:
         builder.vocab[1:4],
         builder,
         separators=(" ", "\n"),
-        metadata={"alpha": p["alpha"]},
+        metadata=metadata,
     )
 
 
@@ -212,6 +262,7 @@ TASKS = [
             "short_length": Param("int", 4096, "below this length, use the short frequencies (RULER)", minimum=0),
             "short_freq_cw": Param("int", 6, "common repetitions at short lengths", minimum=2, maximum=500),
             "short_freq_ucw": Param("int", 1, "uncommon repetitions at short lengths", minimum=1, maximum=499),
+            "template": TEMPLATE,
         },
         plan_common_words,
         "A numbered word list; the most common words are asked.",
@@ -221,8 +272,10 @@ TASKS = [
         "frequent_words", "aggregation", "string_match_all", 50,
         {
             "alpha": Param("float", 2.0, "Zipf exponent", minimum=1.05, maximum=10.0),
-            "vocab_size": Param("int", 2000, "distinct coded words", minimum=10, maximum=20000),
+            "vocab_size": Param("int", 2000, "distinct coded words; null: the length / 50 (RULER)", minimum=10,
+                                maximum=20000, nullable=True),
             "word_length": Param("int", 6, "letters per coded word", minimum=3, maximum=12),
+            "template": TEMPLATE,
         },
         plan_frequent_words,
         "Zipf-distributed coded words; the three most frequent (after the '....' noise) are asked.",

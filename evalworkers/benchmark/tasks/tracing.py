@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import Any
 
 from ..haystacks import INSERT_SEPARATOR, noise_units, prose_units
 from ..lexicon import words
@@ -10,6 +11,7 @@ from ..params import Param
 from ..plan import Plan, TaskContext, TaskType
 from ..rng import Rng
 from ..sizing import HaystackBuilder, Insert, UnitStream
+from ..templates import RULER, TEMPLATE, V1, template_of
 
 
 def _units(ctx: TaskContext, haystack: str):
@@ -21,13 +23,25 @@ def _sorted_depths(rng: Rng, k: int) -> list[int]:
     return sorted(rng.sample(range(101), k))
 
 
-def plan_variable_tracking(ctx: TaskContext) -> Plan:
-    p = ctx.params
-    chains, hops = p["num_chains"], p["num_hops"]
-    rng = ctx.rng.child("chains")
+VT_INSTRUCTION = "Memorize and track the chain(s) of variable assignment hidden in the following text."
+# RULER sizes its in-context example to 500 tokens (variable_tracking.py: main() builds it with max_seq_length=500).
+VT_EXAMPLE_TOKENS = 500
+
+
+def _vt_question(query: int) -> str:
+    return f"Question: Find all variables that are assigned the value {query} in the text above."
+
+
+def _vt_answer_prefix(count: int, query: int) -> str:
+    return (f"Answer: According to the chain(s) of variable assignment in the text above, {count} variables "
+            f"are assigned the value {query}, they are:")
+
+
+def _draw_chains(rng: Rng, chains: int, hops: int, letters: int) -> tuple[list[str], list[int]]:
+    """Distinct upper-case names (``chains * (hops + 1)``) and one distinct 5-digit value per chain."""
     names: list[str] = []
     while len(names) < chains * (hops + 1):
-        name = "".join(rng.choice(string.ascii_uppercase) for _ in range(5))
+        name = "".join(rng.choice(string.ascii_uppercase) for _ in range(letters))
         if name not in names:
             names.append(name)
     values: list[int] = []
@@ -35,26 +49,72 @@ def plan_variable_tracking(ctx: TaskContext) -> Plan:
         v = rng.between(10000, 99999)
         if v not in values:
             values.append(v)
-    sep = INSERT_SEPARATOR[p["haystack"]]
-    rng_depth = ctx.rng.child("depth")
+    return names, values
+
+
+def _statements(var: list[str], value: int, template: str, haystack: str) -> list[str]:
+    """One chain's assignments. v1: sentences ending in a period. RULER (variable_tracking.py): bare
+    ``VAR X = 12345`` lines in the noise, later hops with a trailing space; in running text each gets a period."""
+    hops = len(var) - 1
+    if template == V1:
+        return [f"VAR {var[0]} = {value}."] + [f"VAR {var[j + 1]} = VAR {var[j]}." for j in range(hops)]
+    lines = [f"VAR {var[0]} = {value}"] + [f"VAR {var[j + 1]} = VAR {var[j]} " for j in range(hops)]
+    return [line.strip() + "." for line in lines] if haystack == "prose" else lines
+
+
+def _chain_inserts(rng_depth: Rng, names: list[str], values: list[int], hops: int, template: str,
+                   haystack: str) -> list[Insert]:
+    sep = INSERT_SEPARATOR[haystack]
     inserts: list[Insert] = []
-    for c in range(chains):
+    for c, value in enumerate(values):
         var = names[c * (hops + 1) : (c + 1) * (hops + 1)]
-        lines = [f"VAR {var[0]} = {values[c]}."] + [f"VAR {var[j + 1]} = VAR {var[j]}." for j in range(hops)]
+        lines = _statements(var, value, template, haystack)
         for hop, (line, depth) in enumerate(zip(lines, _sorted_depths(rng_depth, hops + 1), strict=True)):
             inserts.append(Insert(line, depth, sep, {"chain": c, "hop": hop}))
+    return inserts
+
+
+def vt_example(ctx: TaskContext) -> str:
+    """RULER's worked example, our own draw: chains of 3-letter names over at most 10 hops in the same haystack,
+    the prompt (with its answer prefix) filled to about 500 tokens with whole units, then its answer.
+
+    RULER (variable_tracking.py) generates one example per data set and renames its variables and value for
+    every sample; drawing a fresh one per sample gives examples of the same shape."""
+    p = ctx.params
+    rng = ctx.rng.child("example")
+    hops = min(10, p["num_hops"])
+    names, values = _draw_chains(rng.child("chains"), p["num_chains"], hops, 3)
+    inserts = _chain_inserts(rng.child("depth"), names, values, hops, RULER, p["haystack"])
+    units = noise_units if p["haystack"] == "noise" else prose_units(rng.child("haystack"))
+    head = VT_INSTRUCTION + "\n\n"
+    tail = f"\n{_vt_question(values[0])} {_vt_answer_prefix(hops + 1, values[0])}"
+    builder = HaystackBuilder(ctx.counter, UnitStream(ctx.counter, units), inserts, tail=False)
+    budget = max(VT_EXAMPLE_TOKENS - ctx.counter.count(head + tail), builder.minimum_tokens())
+    return head + builder.build(budget).text + tail + " " + " ".join(names[: hops + 1])
+
+
+def plan_variable_tracking(ctx: TaskContext) -> Plan:
+    p = ctx.params
+    chains, hops = p["num_chains"], p["num_hops"]
+    template = template_of(p)
+    names, values = _draw_chains(ctx.rng.child("chains"), chains, hops, 5)
+    inserts = _chain_inserts(ctx.rng.child("depth"), names, values, hops, template, p["haystack"])
     answers = names[: hops + 1]
     query = values[0]
     builder = HaystackBuilder(ctx.counter, UnitStream(ctx.counter, _units(ctx, p["haystack"])), inserts)
+    # RULER puts its example before the task's own instruction (variable_tracking.py, randomize_icl and after).
+    instruction = VT_INSTRUCTION if template == V1 else vt_example(ctx) + "\n\n" + VT_INSTRUCTION
+    metadata: dict[str, Any] = {"query": query, "haystack": p["haystack"]}
+    if template != V1:
+        metadata["template"] = template
     return Plan(
-        "Memorize and track the chain(s) of variable assignment hidden in the following text.",
-        f"Question: Find all variables that are assigned the value {query} in the text above.",
-        f"Answer: According to the chain(s) of variable assignment in the text above, {hops + 1} variables "
-        f"are assigned the value {query}, they are:",
+        instruction,
+        _vt_question(query),
+        _vt_answer_prefix(hops + 1, query),
         answers,
         builder,
         separators=("\n\n", "\n"),
-        metadata={"query": query, "haystack": p["haystack"]},
+        metadata=metadata,
     )
 
 
@@ -118,6 +178,7 @@ TASKS = [
             "num_chains": Param("int", 1, "chains of assignments (the first is asked)", minimum=1, maximum=16),
             "num_hops": Param("int", 4, "assignments after the first in each chain", minimum=1, maximum=32),
             "haystack": HAYSTACK,
+            "template": TEMPLATE,
         },
         plan_variable_tracking,
         "Chains of VAR X = VAR Y; every variable holding the asked value is expected.",
