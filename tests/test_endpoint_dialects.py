@@ -17,10 +17,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from kombu import Connection
 
+from evalworkers import runner
 from evalworkers.backends import EndpointConfig, probe
 from evalworkers.backends.options import OptionsError, validate_request_options
+from evalworkers.benchmark import CalibratedCounter, generate_sample
 from evalworkers.tasks import start_submission
-from leaderboard.models import SampleAnswer, SampleResult, Submission, SubmissionStatus
+from leaderboard.models import BenchmarkVersion, SampleAnswer, SampleResult, Submission, SubmissionStatus
 from tests.conftest import wait_for
 from tests.factories import make_default_version, make_entry, make_submission, make_version, submission_post
 from tests.fake_openai import FakeCall, FakeOpenAI
@@ -325,3 +327,17 @@ def test_request_options_from_the_form_are_kept_with_the_submission_and_bad_ones
     client.post("/submit/", submission_post(request_options='{"chat_template_kwargs": {"enable_thinking": false}}'))
     sub = Submission.objects.get()
     assert sub.request_options == {"chat_template_kwargs": {"enable_thinking": False}}
+
+
+def test_the_seeded_reasoning_version_builds_every_task_with_its_thinking_budget_and_is_named_to_reasoners() -> None:
+    call_command("seed_versions", stdout=StringIO())
+    version = BenchmarkVersion.objects.get(slug="v2-reasoning")
+    assert version.reasoning_extra_tokens == 4096 and not version.is_default
+    shortest = min(version.lengths)
+    for task in version.tasks.all():
+        sample = generate_sample(seed=version.seed, task_key=task.key, task_type=task.task_type, params=task.params,
+                                 length=shortest, index=0, counter=CalibratedCounter(4.0),
+                                 max_new_tokens=task.max_new_tokens, options=version.render_options)
+        assert sample.max_new_tokens == task.max_new_tokens + 4096 and sample.answer_prefix == ""
+        assert (shortest - sample.max_new_tokens) * 0.98 <= sample.prompt_tokens <= shortest - sample.max_new_tokens
+    assert "'v2-reasoning'" in runner.reasoning_advice(BenchmarkVersion.objects.get(slug="v2"))
