@@ -126,7 +126,8 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
     """Extract the final answer (``answers.extract_answer``), then score only that."""
     failed = result.error is not None
     found = extract_answer(None if result.content_null else result.text, reasoning_field=result.reasoning,
-                           reasoning_field_name=result.reasoning_field, finish_reason=result.finish_reason)
+                           reasoning_field_name=result.reasoning_field, finish_reason=result.finish_reason,
+                           hidden_reasoning_tokens=result.reasoning_tokens)
     metadata = {**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample),
                 **_measured(result)}
     if found.reasoning and not failed:

@@ -19,7 +19,8 @@ def _version_json(v: BenchmarkVersion) -> dict[str, Any]:
     return {"slug": v.slug, "title": v.title, "status": v.status, "is_default": v.is_default, "seed": v.seed,
             "lengths": v.lengths, "samples_per_cell": v.samples_per_cell,
             "effective_length_threshold": v.effective_length_threshold, "kv_methods": v.kv_methods,
-            "kv_budgets": v.kv_budgets, "kv_method_budgets": v.kv_method_budgets, "spec_hash": v.spec_hash,
+            "kv_budgets": v.kv_budgets, "kv_method_budgets": v.kv_method_budgets, "params": v.params,
+            "reasoning_extra_tokens": v.reasoning_extra_tokens, "spec_hash": v.spec_hash,
             "published_at": v.published_at.isoformat() if v.published_at else None,
             "tasks": [{"key": t.key, "type": t.task_type, "category": t.category, "params": t.params,
                        "max_new_tokens": t.max_new_tokens, "weight": t.weight} for t in v.tasks.all()]}

@@ -40,6 +40,8 @@ Dialect switches, one per behaviour of a real server family:
 - ``digits_as_tokens``: every digit is a token of its own (as in Llama 3, Qwen and DeepSeek tokenizers), so
   number-heavy text has far fewer characters per token than prose;
 - ``max_model_len``: reported by /v1/models and enforced as vLLM does (400 when prompt + max_tokens exceed it);
+- ``hidden_reasoning_tokens``: reasons for this many tokens without sending the text, as OpenAI's reasoning
+  models do: reported in ``usage.completion_tokens_details.reasoning_tokens``, spent from ``max_tokens`` first;
 - ``tokenize``: serve ``POST /tokenize`` in the style of ``vllm``, ``llama.cpp`` or ``tgi`` (None: no route).
 """
 
@@ -164,6 +166,7 @@ class FakeOpenAI:
         refuse_listed_model: bool = False,
         digits_as_tokens: bool = False,
         tokenize: str | None = None,
+        hidden_reasoning_tokens: int = 0,
     ) -> None:
         self.host = host  # any 127.x.y.z address works on Linux; SSRF tests use a second one
         self.models = list(models)
@@ -186,6 +189,7 @@ class FakeOpenAI:
         self.refuse_listed_model = refuse_listed_model
         self.digits_as_tokens = digits_as_tokens
         self.tokenize = tokenize
+        self.hidden_reasoning_tokens = hidden_reasoning_tokens
 
         self.requests: list[RecordedRequest] = []
         self.inflight = 0
@@ -334,6 +338,9 @@ class FakeOpenAI:
         which reasoning spends first."""
         reasoning = self.reasoning(call) if self.reasoning is not None else ""
         text = self.answer(call)
+        hidden = self.hidden_reasoning_tokens
+        if hidden and call.max_tokens is not None and call.max_tokens <= hidden:
+            return "", "", "length"
         finish = "stop"
         for stop in call.stop or []:
             if stop and stop in text:
@@ -585,8 +592,10 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": fake.text_tokens(text) + fake.text_tokens(reasoning),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        if reasoning:
-            usage["completion_tokens_details"] = {"reasoning_tokens": count_tokens(reasoning, fake.chars_per_token)}
+        hidden = min(fake.hidden_reasoning_tokens, call.max_tokens or fake.hidden_reasoning_tokens)
+        if reasoning or hidden:
+            usage["completion_tokens_details"] = {"reasoning_tokens": fake.text_tokens(reasoning) + hidden}
+            usage["completion_tokens"] += hidden
         record.usage = usage
         record.status = 200
         chat = path == CHAT_PATH

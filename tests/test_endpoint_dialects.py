@@ -341,3 +341,24 @@ def test_the_seeded_reasoning_version_builds_every_task_with_its_thinking_budget
         assert sample.max_new_tokens == task.max_new_tokens + 4096 and sample.answer_prefix == ""
         assert (shortest - sample.max_new_tokens) * 0.98 <= sample.prompt_tokens <= shortest - sample.max_new_tokens
     assert "'v2-reasoning'" in runner.reasoning_advice(BenchmarkVersion.objects.get(slug="v2"))
+
+
+def test_reasoning_a_server_keeps_to_itself_is_caught_by_the_probe_and_counted_when_it_runs_out() -> None:
+    with FakeOpenAI(models=("m",), answer=reader, hidden_reasoning_tokens=150,
+                    refuse_fields=("max_tokens",)) as server:
+        result = probe(EndpointConfig(base_url=server.base_url, model="m"), 1024, retry_window_s=0)
+        assert result.code == "reasoning_without_budget"
+        assert "150 reasoning tokens reported in usage, their text not sent" in result.message
+        # On a version with a budget too small for its thinking, every reply is cut off while reasoning.
+        cell = run(server, "hidden", params={"reasoning": True, "reasoning_extra_tokens": 64})
+    assert cell["no_final_answer"] == cell["n"] == 6 and cell["finish_reasons"]["length"] == 6
+
+
+def test_a_model_that_reasons_despite_the_options_sent_is_told_they_did_not_stop_it() -> None:
+    with FakeOpenAI(models=("m",), reasoning=lambda call: "Thinking anyway.") as server:
+        config = EndpointConfig(base_url=server.base_url, model="m",
+                                extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        result = probe(config, 1024, retry_window_s=0)
+    assert result.code == "reasoning_without_budget"
+    assert 'The request options sent ({"chat_template_kwargs": {"enable_thinking": false}}) did not stop it' \
+        in result.message

@@ -10,7 +10,7 @@ import json
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from evalworkers import runner
 from evalworkers.prompt_sizing import prompt_token_mismatch
@@ -154,3 +154,16 @@ def test_a_server_without_usage_makes_its_row_say_lengths_are_unverified(client)
     assert row.lengths_verified is False and not row.length_notes
     assert "lengths unverified" in client.get("/?version=unverified").content.decode()
     assert "estimated; unverified" in client.get(f"/models/{sub.pk}/").content.decode()
+
+
+def test_evaluate_refuses_lengths_too_short_for_a_task_and_a_tokenizer_hint_it_cannot_load_before_any_request(
+) -> None:
+    make_version("short", publish=True, lengths=[512], samples_per_cell=1)
+    with FakeOpenAI(models=("m",)) as server:
+        with pytest.raises(CommandError, match=r"--lengths: 100 tokens is too short on short \(niah_0 needs at least"):
+            call_command("evaluate", "--endpoint", server.base_url, "--model", "m", "--version", "short",
+                         "--lengths", "100", stdout=StringIO())
+        with pytest.raises(CommandError, match="--tokenizer-hint: no tokenizer 'nobody/no-such-tokenizer'"):
+            call_command("evaluate", "--endpoint", server.base_url, "--model", "m", "--version", "short",
+                         "--tokenizer-hint", "nobody/no-such-tokenizer", stdout=StringIO())
+        assert server.count() == 0

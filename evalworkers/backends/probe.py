@@ -10,6 +10,7 @@ within ``retry_window_s`` before the probe gives up; answers that will not chang
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 import time
@@ -289,21 +290,30 @@ class _Prober:
                                reasoning_field_name=parsed.reasoning_field, finish_reason=parsed.finish_reason)
         if found.reasoned:
             return found.found_by
+        if parsed.reasoning_tokens:  # reasoning the server keeps to itself (OpenAI's reasoning models)
+            return f"{parsed.reasoning_tokens} reasoning tokens reported in usage, their text not sent"
         if parsed.finish_reason == "length" and self.config.api_mode == "chat":
             # (a completions endpoint may just continue the text: that is not reasoning)
             return f"no one-word answer within {PROBE_MAX_TOKENS} tokens"
         return ""
 
     def reasoning_without_budget(self, how: str) -> ProbeResult:
+        sent = {k: v for k, v in (self.config.extra_body or {}).items()
+                if k in ("chat_template_kwargs", "reasoning_effort", "include_reasoning")}
+        if sent:
+            turn_off = (f"The request options sent ({json.dumps(sent)}) did not stop it: the server or its chat "
+                        "template may ignore them (check the template's switch name, or serve the model without "
+                        "its reasoning mode)")
+        else:
+            turn_off = ('Either turn thinking off with a request option, e.g. {"chat_template_kwargs": '
+                        '{"enable_thinking": false}} (Qwen3 and similar templates on vLLM or SGLang) or '
+                        '{"reasoning_effort": "none"} (APIs that take an effort)')
         return self.result(
             "reasoning_without_budget",
             f"'{self.config.model}' at {self.config.api_root} answered as a reasoning model ({how}), but this "
             f"benchmark version gives no reasoning budget: each task allows only up to "
             f"{self.answer_tokens} new tokens, so its answers would be cut off while thinking and "
-            "score 0. Either turn thinking off with a request option, e.g. "
-            '{"chat_template_kwargs": {"enable_thinking": false}} (Qwen3 and similar templates on vLLM or '
-            'SGLang) or {"reasoning_effort": "none"} (APIs that take an effort), or submit it on a version '
-            f"that expects reasoning{self.reasoning_advice}.",
+            f"score 0. {turn_off}, or submit it on a version that expects reasoning{self.reasoning_advice}.",
         )
 
     def explain_generation_failure(self, attempt: Attempt) -> ProbeResult:

@@ -197,12 +197,14 @@ def _split_text(text: str) -> tuple[str, str, bool, list[str]]:
 
 
 def extract_answer(content: str | None, *, reasoning_field: str = "", reasoning_field_name: str = "",
-                   finish_reason: str | None = None) -> ExtractedAnswer:
+                   finish_reason: str | None = None, hidden_reasoning_tokens: int | None = None) -> ExtractedAnswer:
     """The final answer of one reply.
 
     ``content`` is the reply's text (``message.content`` or the concatenated stream deltas; None for a JSON
     null); ``reasoning_field`` the text of a separate reasoning field, named ``reasoning_field_name``;
-    ``finish_reason`` the server's (``"length"`` means the token limit ended the reply).
+    ``finish_reason`` the server's (``"length"`` means the token limit ended the reply);
+    ``hidden_reasoning_tokens`` the reasoning tokens a server reported in ``usage`` without sending their text
+    (OpenAI's reasoning models), which makes an empty reply cut off on ``length`` one cut off while reasoning.
 
     Rules: reasoning in the text or a field is never scored. A reply whose reasoning never closed, or that has
     only reasoning and stopped on ``length``, was cut off while reasoning. A reply with only a reasoning field
@@ -229,9 +231,9 @@ def extract_answer(content: str | None, *, reasoning_field: str = "", reasoning_
         if inner_closed and inner_answer.strip():
             return ExtractedAnswer(inner_answer.strip(), AnswerOutcome.ANSWERED, len(inner_reasoning),
                                    found_by + "+recovered", inner_reasoning)
-    if total_reasoning and finish_reason == "length":
-        return ExtractedAnswer("", AnswerOutcome.CUT_OFF_WHILE_REASONING, len(total_reasoning), found_by,
-                               total_reasoning)
+    if (total_reasoning or hidden_reasoning_tokens) and finish_reason == "length":
+        return ExtractedAnswer("", AnswerOutcome.CUT_OFF_WHILE_REASONING, len(total_reasoning),
+                               found_by if total_reasoning else "usage:reasoning_tokens", total_reasoning)
     return ExtractedAnswer("", AnswerOutcome.EMPTY, len(total_reasoning), found_by, total_reasoning)
 
 

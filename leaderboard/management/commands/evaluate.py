@@ -12,9 +12,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from evalworkers import prompt_sizing
 from evalworkers.backends import CircuitBreaker, EndpointBackend, probe
 from evalworkers.backends.options import OptionsError, describe_allowed, validate_request_options
-from evalworkers.benchmark import HFTokenCounter, RenderOptions
+from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions, min_length
 from evalworkers.evaluation import CellSpec, CellSummary, evaluate_samples, summarize
-from evalworkers.runner import endpoint_sizing, engine_config, probe_options
+from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN, endpoint_sizing, engine_config, probe_options
 from leaderboard.models import BenchmarkVersion
 
 EFFICIENCY_KEYS = {"kv_bytes": "kv_bytes", "kv_bytes_full": "kv_bytes_full", "kept_fraction": "kept_fraction",
@@ -106,6 +106,12 @@ class Command(BaseCommand):
                                    f"choose from {', '.join(t.key for t in tasks)}.")
             tasks = [t for t in tasks if t.key in wanted]
         lengths = _int_list("--lengths", str(opts["lengths"])) if opts["lengths"] else list(version.lengths)
+        too_short = [f"{t.key} needs at least {need:,} tokens" for t in tasks
+                     if (need := min_length(t.task_type, t.params, CalibratedCounter(DEFAULT_CHARS_PER_TOKEN),
+                                            t.max_new_tokens, version.render_options)) > min(lengths)]
+        if too_short:
+            raise CommandError(f"--lengths: {min(lengths):,} tokens is too short on {version.slug} "
+                               f"({'; '.join(too_short)}).")
         limit = opts["limit"] if opts["limit"] is not None else version.samples_per_cell
         if limit <= 0:
             raise CommandError(f"--limit must be a positive number of samples; got {limit}.")
@@ -123,6 +129,10 @@ class Command(BaseCommand):
         if concurrency is not None and not 1 <= concurrency <= 256:
             raise CommandError(f"--concurrency takes a number of requests from 1 to 256; got {concurrency}.")
         extra = _request_options(opts["request_options"])
+        hint = str(opts["tokenizer_hint"] or "")
+        if hint and prompt_sizing.local_tokenizer(hint) is None:
+            raise CommandError(f"--tokenizer-hint: no tokenizer {hint!r} on this machine (a local folder, or a "
+                               "repo id already in the Hugging Face cache); leave it out to size by calibration.")
         try:
             config = engine_config(base_url=str(opts["endpoint"]), model=str(opts["model"]),
                                    api_mode=str(opts["mode"]), api_key=api_key)
@@ -138,16 +148,13 @@ class Command(BaseCommand):
         if not checked.ok:
             raise CommandError(f"The endpoint failed the pre-flight check ({checked.code}): {checked.message}")
         config = dataclasses.replace(config, **checked.learned().config_fields())
-        for note in checked.learned().switched:
-            self.stderr.write(f"dialect: {note}")
         options = RenderOptions.from_version_params(version.params)
         cells = []
         with EndpointBackend(config) as backend:
             for task in tasks:
                 for length in lengths:
                     # Sized afresh per cell: calibration is per haystack kind, so per task.
-                    sizing = endpoint_sizing(backend, checked.learned(), checked.chars_per_token,
-                                             str(opts["tokenizer_hint"] or ""))
+                    sizing = endpoint_sizing(backend, checked.learned(), checked.chars_per_token, hint)
                     spec = CellSpec(seed=version.seed, task_key=task.key, task_type=task.task_type,
                                     params=task.params, length=length, max_new_tokens=task.max_new_tokens,
                                     samples=limit, api_mode=config.api_mode, options=options)
@@ -162,6 +169,7 @@ class Command(BaseCommand):
                                   "ci": [summary.ci_low, summary.ci_high], "ci_method": summary.ci_method,
                                   "n": summary.n,
                                   "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
+                                  "target_prompt_tokens": summary.target_prompt_tokens_mean,
                                   "prompt_token_mismatch": summary.prompt_token_mismatch,
                                   "top_error": summary.top_error, **answer_fields(summary)})
                     if not opts["json"]:
