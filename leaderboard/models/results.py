@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import StrEnum
+
 from django.db import models
 from django.db.models import Q
 
@@ -25,35 +28,18 @@ class CellStatus(models.TextChoices):
         return (cls.COMPLETED, cls.FAILED, cls.OOM, cls.CANCELLED)
 
 
-class SampleAnswer(models.TextChoices):
-    """Whether a reply had a final answer (labels from ``answers.OUTCOME_LABELS``)."""
-
-    ANSWERED = AnswerOutcome.ANSWERED.value, OUTCOME_LABELS[AnswerOutcome.ANSWERED]
-    CUT_OFF_WHILE_REASONING = (AnswerOutcome.CUT_OFF_WHILE_REASONING.value,
-                               OUTCOME_LABELS[AnswerOutcome.CUT_OFF_WHILE_REASONING])
-    EMPTY = AnswerOutcome.EMPTY.value, OUTCOME_LABELS[AnswerOutcome.EMPTY]
+def mirrored_choices(name: str, values: type[StrEnum], labels: Mapping[StrEnum, str]) -> type[models.TextChoices]:
+    """Choices with the same names, values and labels as a worker package's enum: the values are decided
+    there (no Django), the database stores them here, and nothing is written twice."""
+    return models.TextChoices(name, [(member.name, (member.value, labels[member])) for member in values])
 
 
-class CellSizing(models.TextChoices):
-    """How a cell's prompts were sized (labels from ``prompt_sizing.SIZING_LABELS``)."""
-
-    MODEL_TOKENIZER = SizingMethod.MODEL_TOKENIZER.value, SIZING_LABELS[SizingMethod.MODEL_TOKENIZER]
-    SERVER_TOKENIZER = SizingMethod.SERVER_TOKENIZER.value, SIZING_LABELS[SizingMethod.SERVER_TOKENIZER]
-    LOCAL_TOKENIZER = SizingMethod.LOCAL_TOKENIZER.value, SIZING_LABELS[SizingMethod.LOCAL_TOKENIZER]
-    CALIBRATED = SizingMethod.CALIBRATED.value, SIZING_LABELS[SizingMethod.CALIBRATED]
-    UNVERIFIED = SizingMethod.UNVERIFIED.value, SIZING_LABELS[SizingMethod.UNVERIFIED]
-
-
-class CiMethod(models.TextChoices):
-    """How a 95% interval was computed (``evalworkers.stats.IntervalMethod``; labels from ``METHOD_LABELS``)."""
-
-    WILSON = IntervalMethod.WILSON.value, METHOD_LABELS[IntervalMethod.WILSON]
-    WILSON_BOUNDED = IntervalMethod.WILSON_BOUNDED.value, METHOD_LABELS[IntervalMethod.WILSON_BOUNDED]
-    PRICE_BONETT = IntervalMethod.PRICE_BONETT.value, METHOD_LABELS[IntervalMethod.PRICE_BONETT]
-    BOOTSTRAP = IntervalMethod.BOOTSTRAP.value, METHOD_LABELS[IntervalMethod.BOOTSTRAP]
-    CELL_CI_PROPAGATION = (IntervalMethod.CELL_CI_PROPAGATION.value,
-                           METHOD_LABELS[IntervalMethod.CELL_CI_PROPAGATION])
-    NONE = IntervalMethod.NONE.value, METHOD_LABELS[IntervalMethod.NONE]
+#: Whether a reply had a final answer (``answers.AnswerOutcome``).
+SampleAnswer = mirrored_choices("SampleAnswer", AnswerOutcome, OUTCOME_LABELS)
+#: How a cell's prompts were sized (``prompt_sizing.SizingMethod``).
+CellSizing = mirrored_choices("CellSizing", SizingMethod, SIZING_LABELS)
+#: How a 95% interval was computed (``evalworkers.stats.IntervalMethod``).
+CiMethod = mirrored_choices("CiMethod", IntervalMethod, METHOD_LABELS)
 
 
 class Cell(models.Model):
