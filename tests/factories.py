@@ -88,3 +88,20 @@ def submission_post(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
+
+
+def endpoint_submission(base_url: str, slug: str, *, model: str = "fake-model", api_key: str | None = None,
+                        lengths: tuple[int, ...] = (512,), samples: int = 4, tasks: int = 1) -> Submission:
+    """A queued submission of the endpoint at ``base_url`` on a fresh published version ``slug``."""
+    version = make_version(slug, publish=True, tasks=tasks, lengths=list(lengths), samples_per_cell=samples)
+    return make_submission(version=version, model=make_entry(endpoint_url=base_url, api_model_name=model),
+                           api_key=api_key)
+
+
+def run_inline(sub: Submission) -> Submission:
+    """The same runner the worker calls, in this process (for cases that need no queue)."""
+    from evalworkers import runner
+
+    for cell_id in runner.start(sub.pk):
+        runner.run_cell(cell_id)
+    return Submission.objects.get(pk=sub.pk)

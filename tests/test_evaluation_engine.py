@@ -15,7 +15,7 @@ from evalworkers.tasks import start_submission
 from leaderboard import moderation
 from leaderboard.models import CellStatus, LeaderboardRow, SampleResult, Submission, SubmissionStatus
 from tests.conftest import wait_for
-from tests.factories import make_entry, make_submission, make_version
+from tests.factories import endpoint_submission, run_inline
 from tests.fake_openai import FakeOpenAI, Fault
 from tests.needle_reader import expected_score, needle_reader
 
@@ -40,16 +40,7 @@ def server():
 
 def submission_for(server: FakeOpenAI, *, samples: int = 4, lengths: tuple[int, ...] = (512, 1024),
                    slug: str = "eng") -> Submission:
-    version = make_version(slug, publish=True, lengths=list(lengths), samples_per_cell=samples)
-    entry = make_entry(endpoint_url=server.base_url, api_model_name="fake-model")
-    return make_submission(version=version, model=entry, api_key=KEY)
-
-
-def run_inline(sub: Submission) -> Submission:
-    """The same runner the worker calls, in this process (for fault modes that need no queue)."""
-    for cell_id in runner.start(sub.pk):
-        runner.run_cell(cell_id)
-    return Submission.objects.get(pk=sub.pk)
+    return endpoint_submission(server.base_url, slug, api_key=KEY, lengths=lengths, samples=samples)
 
 
 def assert_scores_match_the_model(sub: Submission) -> None:
@@ -154,9 +145,7 @@ def test_a_failed_probe_fails_the_submission_at_once_with_the_reason(server, fas
 
 @pytest.mark.django_db
 def test_an_unreachable_endpoint_fails_with_an_actionable_message(fast_retries) -> None:
-    version = make_version("down", publish=True)
-    sub = make_submission(version=version, model=make_entry(endpoint_url="http://127.0.0.1:9/v1"))
-    sub = run_inline(sub)
+    sub = run_inline(endpoint_submission("http://127.0.0.1:9/v1", "down", model="test-model"))
     assert sub.status == SubmissionStatus.FAILED and "127.0.0.1:9" in sub.failure_reason
 
 

@@ -12,11 +12,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from evalworkers import runner
 from evalworkers.prompt_sizing import prompt_token_mismatch
 from leaderboard import rows, versioning
 from leaderboard.models import LeaderboardRow, Submission, SubmissionStatus, TaskSpec
-from tests.factories import make_entry, make_submission, make_version
+from tests.factories import endpoint_submission, make_version, run_inline
 from tests.fake_openai import FakeCall, FakeOpenAI
 
 pytestmark = pytest.mark.django_db
@@ -115,12 +114,10 @@ def test_the_flag_is_raised_over_the_target_or_more_than_two_percent_below_it_on
 
 def evaluated(server: FakeOpenAI, slug: str) -> Submission:
     """A submission of ``server`` on a fresh two-length version, run to its end by the runner, rows computed."""
-    version = make_version(slug, publish=True, tasks=2, lengths=[512, 1024], samples_per_cell=3)
-    sub = make_submission(version=version, model=make_entry(endpoint_url=server.base_url, api_model_name="m"))
-    for cell_id in runner.start(sub.pk):
-        runner.run_cell(cell_id)
+    sub = run_inline(endpoint_submission(server.base_url, slug, model="m", lengths=(512, 1024), samples=3,
+                                         tasks=2))
     rows.recompute(sub.pk)
-    return Submission.objects.get(pk=sub.pk)
+    return sub
 
 
 def test_a_cell_whose_prompts_missed_their_length_is_kept_off_its_column_with_the_reason(client) -> None:

@@ -11,7 +11,7 @@ from evalworkers import runner
 from evalworkers.evaluation import SampleOutcome
 from evalworkers.storable import REPLACEMENT, storable_json, storable_outcome, storable_text
 from leaderboard.models import CellStatus, SampleResult, Submission, SubmissionStatus
-from tests.factories import make_entry, make_submission, make_version
+from tests.factories import endpoint_submission, run_inline
 from tests.fake_openai import FakeOpenAI, fixed_answer
 from tests.needle_reader import needle_reader
 
@@ -48,16 +48,8 @@ def test_an_outcome_records_how_many_characters_were_replaced() -> None:
     assert fixed.metadata["replaced_chars"] == 4
 
 
-def submission_for(server: FakeOpenAI, *, samples: int = 4) -> Submission:
-    version = make_version("store", publish=True, lengths=[512], samples_per_cell=samples)
-    entry = make_entry(endpoint_url=server.base_url, api_model_name="fake-model")
-    return make_submission(version=version, model=entry, api_key=KEY)
-
-
-def run_inline(sub: Submission) -> Submission:
-    for cell_id in runner.start(sub.pk):
-        runner.run_cell(cell_id)
-    return Submission.objects.get(pk=sub.pk)
+def submission_for(server: FakeOpenAI) -> Submission:
+    return endpoint_submission(server.base_url, "store", api_key=KEY)
 
 
 @pytest.fixture
