@@ -11,7 +11,7 @@ DEMO_MODELS ?= 24
 # The reference model is evaluated for real on the gpu queue (on CPU here) on first run; 0 turns it off.
 DEMO_REFERENCE ?= 1
 
-.PHONY: run test lint install migrate seed reference clean
+.PHONY: run test test-fast lint install migrate seed reference clean
 
 $(STAMP): $(REQS)
 	python3 -m venv .venv
@@ -43,8 +43,13 @@ run: seed
 test: install reference
 	@eval "$$($(PY) scripts/services_env.py)" && $(PY) -m pytest $(PYTEST_ARGS)
 
+# The fast tier: no worker, scheduler or server processes, no model, no browser (see the README's Development).
+test-fast: install
+	@eval "$$($(PY) scripts/services_env.py)" && $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
 clean:

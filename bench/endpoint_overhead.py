@@ -160,6 +160,11 @@ def bench(args: argparse.Namespace, server: Endpoint, settings: Any, connection:
     from evalworkers.backends.wire import build_body
     from evalworkers.benchmark import CalibratedCounter
     from evalworkers.evaluation import outcome_of
+    from evalworkers.targets import spec_for
+    from evalworkers.targets.endpoint import DEFAULT_CHARS_PER_TOKEN
+
+    def cell_spec(cell: Any) -> Any:
+        return spec_for(cell.submission.version, cell.task, cell.length, api_mode=cell.submission.model.api_mode)
     from leaderboard.models import Cell, CellStatus, SampleResult, Submission
     from tests.factories import make_entry, make_submission, make_version
 
@@ -167,7 +172,7 @@ def bench(args: argparse.Namespace, server: Endpoint, settings: Any, connection:
     version = make_version("bench", publish=True, lengths=[512], samples_per_cell=n, tasks=rounds)
     entry = make_entry(endpoint_url=server.base_url, api_model_name="fake-model")
     sub = make_submission(version=version, model=entry, api_key=None)
-    cell_ids = runner.start(sub.pk)  # the probe and the grid: not part of the measured path
+    cell_ids = runner.start(sub.pk).cell_ids  # the probe and the grid: not part of the measured path
     if len(cell_ids) != rounds:
         sub.refresh_from_db()
         print(f"start() gave {len(cell_ids)} cells, expected {rounds}: {sub.failure_reason}", file=sys.stderr)
@@ -176,10 +181,10 @@ def bench(args: argparse.Namespace, server: Endpoint, settings: Any, connection:
         "submission__model", "submission__version", "task").order_by("task__key"))
     # The ceiling's samples are sized with the probe's estimate; the engine calibrates its own per cell (three
     # one-token requests, part of its measured cost).
-    counter = CalibratedCounter(sub.probe_result.get("chars_per_token") or runner.DEFAULT_CHARS_PER_TOKEN)
+    counter = CalibratedCounter(sub.probe_result.get("chars_per_token") or DEFAULT_CHARS_PER_TOKEN)
 
     # Warm both paths' sockets/threads a little (not measured).
-    warm_spec = runner.cell_spec(cells[0])
+    warm_spec = cell_spec(cells[0])
     warm_bodies = [build_body(warm_spec.request(warm_spec.sample(i, counter)), model="fake-model",
                               api_mode="chat", stream=False) for i in range(min(n, 64))]
     ceiling_run(server.base_url, warm_bodies, conc)
@@ -191,7 +196,7 @@ def bench(args: argparse.Namespace, server: Endpoint, settings: Any, connection:
     last_samples: list[Any] = []
     last_payloads: list[Any] = []
     for cell in cells:
-        spec = runner.cell_spec(cell)
+        spec = cell_spec(cell)
         # Ceiling: bodies built before timing (timed apart: that is the engine's generation cost).
         t0 = time.perf_counter()
         samples = [spec.sample(i, counter) for i in range(n)]

@@ -95,10 +95,12 @@ def main() -> int:
         try:
             if method == POINTS[0][0] and length == lengths[0]:  # warm-up: kernels and allocator
                 generate(model, context[:, :1024], question, kv, max_new_tokens=4, eos_ids=[])
-            _, eff = generate(model, context, question, kv, max_new_tokens=args.new_tokens, eos_ids=[])
+            _, measured = generate(model, context, question, kv, max_new_tokens=args.new_tokens, eos_ids=[])
+            eff = measured.efficiency
             row.update(kv_bytes=eff.kv_bytes, kv_bytes_full=eff.kv_bytes_full, kept=eff.kept_fraction,
-                       peak_mem_bytes=eff.peak_mem_bytes, prefill_s=eff.prefill_s, ttft_s=eff.ttft_s,
-                       decode_tps=eff.decode_tps)
+                       peak_memory_bytes=eff.peak_memory_bytes, prefill_s=eff.prefill_s,
+                       ttft_s=measured.ttft_s,
+                       decode_tokens_per_s=measured.decode_tokens_per_s)
         except KVOutOfMemory as exc:
             row.update(error=f"oom: {exc}")
         except Exception as exc:  # a method that cannot run here is reported, the others go on
@@ -117,11 +119,12 @@ def main() -> int:
             print(f"{r['length']:>7} {r['method']:<14} {r['budget']:>6g}  {r['error']}")
             continue
         b = base.get(r["length"])
-        r["peak_ratio"] = r["peak_mem_bytes"] / b["peak_mem_bytes"] if b and b["peak_mem_bytes"] else None
-        r["decode_ratio"] = r["decode_tps"] / b["decode_tps"] if b and b.get("decode_tps") else None
+        r["peak_ratio"] = r["peak_memory_bytes"] / b["peak_memory_bytes"] if b and b["peak_memory_bytes"] else None
+        base_rate = b.get("decode_tokens_per_s") if b else None
+        r["decode_ratio"] = r["decode_tokens_per_s"] / base_rate if base_rate else None
         print(f"{r['length']:>7} {r['method']:<14} {r['budget']:>6g} {r['kv_bytes'] / 2**20:>9.0f} "
-              f"{r['kept']:>6.3f} {r['peak_mem_bytes'] / 2**20:>9.0f} {r['peak_ratio'] or 0:>6.2f} "
-              f"{r['prefill_s']:>9.2f} {r['ttft_s']:>7.2f} {r['decode_tps'] or 0:>10.1f} "
+              f"{r['kept']:>6.3f} {r['peak_memory_bytes'] / 2**20:>9.0f} {r['peak_ratio'] or 0:>6.2f} "
+              f"{r['prefill_s']:>9.2f} {r['ttft_s']:>7.2f} {r['decode_tokens_per_s'] or 0:>10.1f} "
               f"{r['decode_ratio'] or 0:>7.2f}")
     print(json.dumps({"device": name, "weights_bytes": weights, "rows": rows}))
     return 0

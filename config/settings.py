@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "leaderboard",
+    "evalworkers",
 ]
 
 MIDDLEWARE = [
@@ -129,8 +130,10 @@ if not DEBUG and env.env_bool("HTTPS", default=False):
 
 # --- Celery (read by evalworkers.celery with namespace="CELERY") --------------------------------
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = env.broker_url(VAR_DIR / "broker")
-# Redis re-delivers a task whose worker died (SIGKILL, lost machine) after this many seconds. Keep it above the
-# hard time limit: a re-delivered cell resumes where it stopped, but running it twice at once wastes the endpoint.
+# Redis re-delivers a task whose worker died (SIGKILL, lost machine) after this many seconds. It is only the
+# backstop: the scheduler's recovery (WORKER_LOST_AFTER_S below) hands a lost worker's cells on within minutes, and
+# a cell is leased, so a late re-delivery of a cell someone else holds does nothing. Keep it above the hard time
+# limit, or Redis re-delivers tasks that are still running (harmless, but a wasted worker slot each time).
 CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env.env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600, minimum=1)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -148,12 +151,10 @@ CELERY_TASK_QUEUES = (
     Queue("api", Exchange("api", type="direct"), routing_key="api"),
     Queue("gpu", Exchange("gpu", type="direct"), routing_key="gpu"),
 )
+# A submission's tasks go to its kind's queue (leaderboard.models.ModelKind.queue), named when they are sent.
 CELERY_TASK_ROUTES = {
-    "evalworkers.tasks.start_submission": {"queue": "api"},
-    "evalworkers.tasks.run_cell": {"queue": "api"},
-    "evalworkers.tasks.run_local_cell": {"queue": "gpu"},
-    "evalworkers.tasks.start_local_submission": {"queue": "gpu"},
     "evalworkers.tasks.heartbeat": {"queue": "api"},
+    "evalworkers.tasks.recover_lost_work": {"queue": "api"},
 }
 CELERY_TASK_ALWAYS_EAGER = env.env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -186,6 +187,25 @@ EVAL_LOCAL_DTYPE = env.env_str("EVAL_LOCAL_DTYPE") or "auto"
 EVAL_LOCAL_OFFLINE = env.env_bool("EVAL_LOCAL_OFFLINE", default=True)
 KV_FILES_DIR = Path(env.env_str("KV_FILES_DIR")) if env.env_str("KV_FILES_DIR") else None
 EVAL_LOCAL_MEMORY_LIMIT_BYTES = env.env_int("EVAL_LOCAL_MEMORY_LIMIT_BYTES", 0, minimum=0)
+
+# --- Worker liveness and recovery (evalworkers/liveness.py, evalworkers/recovery.py) ---------------------------
+# Every worker writes its heartbeat (and refreshes the lease of each cell it runs) this often...
+WORKER_HEARTBEAT_S = env.env_float("WORKER_HEARTBEAT_S", 10.0, minimum=1.0)
+# ...and is shown as lost, its cells handed to a live worker, when not seen for this long (three heartbeats).
+WORKER_LOST_AFTER_S = env.env_float("WORKER_LOST_AFTER_S", 3 * WORKER_HEARTBEAT_S, minimum=2 * WORKER_HEARTBEAT_S)
+# A live worker's cell that stored no sample for this long is stuck and handed on too: a sample may take up to the
+# per-sample deadline (EVAL_DEADLINE_S, retries included), plus five minutes for calibration and writes.
+CELL_STALL_AFTER_S = env.env_float("CELL_STALL_AFTER_S", EVAL_DEADLINE_S + 300.0, minimum=60.0)
+# The scheduler (celery beat) looks for lost and stuck work this often. With the defaults a killed worker's cells
+# are running again within WORKER_LOST_AFTER_S + RECOVERY_INTERVAL_S = 45 s (plus the wait for a free worker).
+RECOVERY_INTERVAL_S = env.env_float("RECOVERY_INTERVAL_S", 15.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE = {
+    "recover-lost-work": {
+        "task": "evalworkers.tasks.recover_lost_work",
+        "schedule": RECOVERY_INTERVAL_S,
+        "options": {"queue": "api", "expires": RECOVERY_INTERVAL_S},
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import functools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from evalworkers.backends import Backend, CircuitBreaker, GenerationRequest, GenerationResult, generate_many
 from evalworkers.benchmark import (
@@ -22,6 +22,7 @@ from evalworkers.benchmark import (
     generate_sample,
     score,
 )
+from evalworkers.efficiency import Efficiency
 from evalworkers.prompt_sizing import prompt_token_mismatch
 from evalworkers.stats import cell_interval
 
@@ -63,7 +64,9 @@ class SampleOutcome:
     """One scored (or errored) sample. ``prediction`` is the final answer only (reasoning removed);
     ``answer_outcome`` says whether there was one (a reply without one scores 0 and is counted apart);
     ``answer_found_by`` how it was found (``answers.ExtractedAnswer.found_by``); ``reasoning_chars`` the length
-    of the reasoning in characters and ``reasoning_tokens`` as the server reported them (None: not reported)."""
+    of the reasoning in characters and ``reasoning_tokens`` as the server reported them (None: not reported).
+    ``ttft_s`` (seconds) and ``decode_tokens_per_s`` are the backend's own measurement (None: not measured);
+    a local model adds its KV figures (``efficiency``), or ``out_of_memory`` with the memory ``reached_bytes``."""
 
     index: int
     prediction: str
@@ -81,6 +84,41 @@ class SampleOutcome:
     answer_found_by: str = "plain"
     reasoning_chars: int = 0
     reasoning_tokens: int | None = None
+    decode_tokens_per_s: float | None = None
+    efficiency: Efficiency | None = None
+    out_of_memory: bool = False
+    reached_bytes: int | None = None
+
+
+class ScoredSample(Protocol):
+    """What a cell's summary reads of each sample: a fresh ``SampleOutcome`` or a stored sample's columns."""
+
+    score: float | None
+    error: str
+    target_prompt_tokens: int
+    prompt_tokens: int | None
+    ttft_s: float | None
+    decode_tokens_per_s: float | None
+    finish_reason: str
+    answer_outcome: str
+    reasoning_chars: int
+    efficiency: Efficiency | None
+
+
+@dataclass(frozen=True)
+class StoredSample:
+    """A stored sample's figures (``ScoredSample``), read back without its prompt, prediction or answers."""
+
+    score: float | None
+    error: str
+    target_prompt_tokens: int
+    prompt_tokens: int | None
+    ttft_s: float | None
+    decode_tokens_per_s: float | None
+    finish_reason: str
+    answer_outcome: str
+    reasoning_chars: int
+    efficiency: Efficiency | None
 
 
 @dataclass(frozen=True)
@@ -102,6 +140,7 @@ class CellSummary:
     finish_other: int = 0
     no_final_answer: int = 0
     reasoning_chars_mean: float | None = None
+    efficiency: Efficiency | None = None  # a local model's KV figures (``Efficiency.of_cell``); None elsewhere
 
     @property
     def finish_reasons(self) -> dict[str, int]:
@@ -128,8 +167,7 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
     found = extract_answer(None if result.content_null else result.text, reasoning_field=result.reasoning,
                            reasoning_field_name=result.reasoning_field, finish_reason=result.finish_reason,
                            hidden_reasoning_tokens=result.reasoning_tokens)
-    metadata = {**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample),
-                **_measured(result)}
+    metadata = {**{k: v for k, v in sample.metadata.items() if k != "params"}, "excerpt": excerpt(sample)}
     if found.reasoning and not failed:
         # The end of the reasoning shows where a model stopped; the whole of it is not kept.
         metadata["reasoning_tail"] = found.reasoning[-REASONING_EXCERPT_CHARS:]
@@ -142,19 +180,9 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
         ttft_s=result.ttft_s, metadata=metadata, finish_reason=(result.finish_reason or "")[:32],
         answer_outcome=found.outcome.value, answer_found_by=found.found_by[:64],
         reasoning_chars=found.reasoning_chars, reasoning_tokens=result.reasoning_tokens,
+        decode_tokens_per_s=result.decode_tokens_per_s, efficiency=result.efficiency,
+        out_of_memory=result.out_of_memory, reached_bytes=result.reached_bytes,
     )
-
-
-def _measured(result: GenerationResult) -> dict[str, Any]:
-    """What a local backend measured (efficiency, out of memory), kept with the sample."""
-    extra = result.extra or {}
-    found: dict[str, Any] = {}
-    if extra.get("efficiency"):
-        found["efficiency"] = extra["efficiency"]
-    if extra.get("oom"):
-        found["oom"] = True
-        found["reached_bytes"] = extra.get("reached_bytes")
-    return found
 
 
 def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, indices: Iterable[int], *,
@@ -198,8 +226,10 @@ def finish_kind(finish_reason: str | None) -> str:
     return finish_reason if finish_reason in ("stop", "length") else "other"
 
 
-def summarize(outcomes: list[SampleOutcome]) -> CellSummary:
-    """A cell's figures from its outcomes; the score's 95% interval is ``stats.cell_interval`` (Wilson)."""
+def summarize(outcomes: Sequence[ScoredSample]) -> CellSummary:
+    """A cell's figures from its samples; the score's 95% interval is ``stats.cell_interval`` (Wilson for 0/1
+    scores, Price-Bonett for graded ones). Time to first token and decode speed are the means of what the backend
+    measured per sample; the KV figures are ``Efficiency.of_cell``."""
     scored = [o.score for o in outcomes if o.score is not None]
     answered = [o for o in outcomes if o.score is not None]
     finishes = Counter(finish_kind(o.finish_reason) for o in answered)
@@ -214,8 +244,7 @@ def summarize(outcomes: list[SampleOutcome]) -> CellSummary:
     prompt_mean = sum(m for m, _ in measured) / len(measured) if measured else None
     target_mean = sum(t for _, t in measured) / len(measured) if measured else None
     ttfts = [o.ttft_s for o in outcomes if o.ttft_s is not None]
-    rates = [o.output_tokens / (o.latency_s - (o.ttft_s or 0.0)) for o in outcomes
-             if o.output_tokens and o.ttft_s is not None and o.latency_s > (o.ttft_s or 0.0)]
+    rates = [o.decode_tokens_per_s for o in outcomes if o.decode_tokens_per_s is not None]
     return CellSummary(
         n=len(scored), errors=len(errors), score=mean, ci_low=low, ci_high=high, ci_method=method,
         prompt_tokens_mean=prompt_mean, target_prompt_tokens_mean=target_mean,
@@ -226,4 +255,5 @@ def summarize(outcomes: list[SampleOutcome]) -> CellSummary:
         finish_stop=finishes["stop"], finish_length=finishes["length"], finish_other=finishes["other"],
         no_final_answer=sum(o.answer_outcome != AnswerOutcome.ANSWERED for o in answered),
         reasoning_chars_mean=sum(reasoned) / len(answered) if reasoned else None,
+        efficiency=Efficiency.of_cell([o.efficiency for o in outcomes if o.efficiency is not None]),
     )

@@ -1,42 +1,46 @@
-"""Thin Celery tasks: they take ids, load rows and delegate to plain functions."""
+"""Thin Celery tasks: they take ids, and delegate. Two run submissions for every kind of model (the queue each
+runs on is its submission's, ``ModelKind.queue``: `api` for endpoints, `gpu` for local models); the scheduler
+sends ``recover_lost_work`` every RECOVERY_INTERVAL_S."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from evalworkers import heartbeat as heartbeat_mod
-from evalworkers import runner
+from evalworkers import liveness, recovery, runner
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="evalworkers.tasks.heartbeat", bind=True)
 def heartbeat(self, queue: str) -> str:
-    """Write a row proving that a worker consumes `queue` (used by the status page and the tests)."""
-    return heartbeat_mod.beat(worker=self.request.hostname or "unknown", queue=queue)
+    """Record that a worker consumes `queue` (workers also do so by themselves: evalworkers/liveness.py)."""
+    worker = self.request.hostname or "unknown"
+    liveness.record_seen(worker=worker, queues=[queue])
+    return worker
 
 
 @shared_task(name="evalworkers.tasks.start_submission")
 def start_submission(submission_id: int) -> int:
-    """Probe the endpoint, expand the grid, fan the cells out on the `api` queue."""
-    cell_ids = runner.start(submission_id)
-    for cell_id in cell_ids:
-        run_cell.delay(cell_id)
-    return len(cell_ids)
+    """Pre-flight check, expand the grid, fan the open cells out on the submission's queue."""
+    started = runner.start(submission_id)
+    for cell_id in started.cell_ids:
+        run_cell.apply_async((cell_id,), queue=started.queue)
+    return len(started.cell_ids)
 
 
-@shared_task(name="evalworkers.tasks.run_cell")
-def run_cell(cell_id: int) -> None:
-    runner.run_cell(cell_id)
+@shared_task(name="evalworkers.tasks.run_cell", bind=True)
+def run_cell(self, cell_id: int) -> None:
+    runner.run_cell(cell_id, worker=self.request.hostname or "")
 
 
-@shared_task(name="evalworkers.tasks.start_local_submission")
-def start_local_submission(submission_id: int) -> int:
-    """On a `gpu` worker: check the methods, load the model once, fan the cells out on the `gpu` queue."""
-    cell_ids = runner.start(submission_id)
-    for cell_id in cell_ids:
-        run_local_cell.delay(cell_id)
-    return len(cell_ids)
-
-
-@shared_task(name="evalworkers.tasks.run_local_cell")
-def run_local_cell(cell_id: int) -> None:
-    runner.run_cell(cell_id)
+@shared_task(name="evalworkers.tasks.recover_lost_work")
+def recover_lost_work() -> int:
+    """Hand the cells of lost or stuck workers (and starts that made no cells) back to their queues."""
+    handed = recovery.lost_cells() + recovery.stalled_starts()
+    for item in handed:
+        log.warning("recovering %s %s on %s: %s", item.task, item.task_id, item.queue, item.reason)
+        task = run_cell if item.task == "run_cell" else start_submission
+        task.apply_async((item.task_id,), queue=item.queue)
+    return len(handed)

@@ -7,5 +7,7 @@ class LeaderboardConfig(AppConfig):
 
     def ready(self) -> None:
         # Connect the Celery signal handlers that keep TaskRecord current, in web and workers alike.
-        from evalworkers import signals  # noqa: F401
-        from leaderboard import rows  # noqa: F401  (its signal receiver keeps cached pages honest)
+        from leaderboard import (
+            rows,  # noqa: F401  (its signal receiver keeps cached pages honest)
+            task_records,  # noqa: F401
+        )

@@ -22,6 +22,7 @@ from typing import TypeVar
 from django.db import transaction
 from django.utils import timezone
 
+from evalworkers.kv import registry as kv_registry
 from evalworkers.stats import wilson
 from leaderboard import rows
 from leaderboard.models import (
@@ -235,11 +236,11 @@ def confidence_interval(score: float, n: int) -> tuple[float, float]:
     return round(100 * low, 2), round(100 * high, 2)
 
 
-def _grid(model: DemoModel, version: BenchmarkVersion) -> list[tuple[str, float]]:
-    points = [("full", 1.0)]
-    if model.kind == ModelKind.HUGGINGFACE:
-        points += [(m, b) for m, budgets in version.kv_offered().items() for b in budgets]
-    return points
+def _grid(model: DemoModel, version: BenchmarkVersion) -> list[kv_registry.GridPoint]:
+    """A fictional local model ran every point its version offers; an endpoint, the full cache."""
+    offered = version.kv_offered() if ModelKind(model.kind).runs_kv_methods else {}
+    return kv_registry.grid(list(offered), sorted({b for bs in offered.values() for b in bs}, reverse=True),
+                            offered=offered)
 
 
 def _entry(model: DemoModel) -> ModelEntry:
@@ -261,7 +262,7 @@ def _cells(rng: random.Random, model: DemoModel, version: BenchmarkVersion, task
     lengths = list(version.lengths)
     low, high = math.log2(lengths[0]), math.log2(lengths[-1])
     n = version.samples_per_cell
-    local = model.kind == ModelKind.HUGGINGFACE
+    local = ModelKind(model.kind).runs_kv_methods
     weights_bytes = int(model.size_b * 2e9)
     cells: list[Cell] = []
     for task in tasks:
@@ -326,9 +327,9 @@ def _samples(rng: random.Random, cells: Iterable[Cell], per_cell: int) -> Iterat
 def _submission(rng: random.Random, model: DemoModel, entry: ModelEntry, version: BenchmarkVersion,
                 now: datetime, cells_total: int) -> Submission:
     finished = now - timedelta(days=rng.uniform(0.5, 90))
-    hours = rng.uniform(4, 30) if model.kind == ModelKind.HUGGINGFACE else rng.uniform(0.5, 6)
+    local = ModelKind(model.kind).runs_kv_methods
+    hours = rng.uniform(4, 30) if local else rng.uniform(0.5, 6)
     started = finished - timedelta(hours=hours)
-    local = model.kind == ModelKind.HUGGINGFACE
     return Submission(
         model=entry, version=version, status=SubmissionStatus.COMPLETED, visibility=Visibility.PUBLIC,
         is_baseline=model.is_baseline,

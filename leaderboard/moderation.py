@@ -24,7 +24,6 @@ from leaderboard.models import (
 )
 
 START_TASK = "evalworkers.tasks.start_submission"
-START_LOCAL_TASK = "evalworkers.tasks.start_local_submission"  # routed to the `gpu` queue
 
 
 class ActionNotAllowed(ValidationError):
@@ -40,9 +39,9 @@ def _locked(sub: Submission) -> Submission:
 
 
 def enqueue_start(sub: Submission) -> None:
-    submission_id = sub.pk
-    task = START_LOCAL_TASK if sub.model.kind == ModelKind.HUGGINGFACE else START_TASK
-    transaction.on_commit(lambda: celery_app.send_task(task, args=[submission_id]))
+    """Start the submission once this transaction commits, on its kind's queue (``ModelKind.queue``)."""
+    submission_id, queue = sub.pk, ModelKind(sub.model.kind).queue
+    transaction.on_commit(lambda: celery_app.send_task(START_TASK, args=[submission_id], queue=queue))
 
 
 @transaction.atomic
@@ -58,15 +57,6 @@ def approve(sub: Submission, actor: AbstractBaseUser | None) -> Submission:
     return sub
 
 
-def _end(sub: Submission, status: str, reason: str = "") -> None:
-    sub.status = status
-    sub.finished_at = timezone.now()
-    sub.api_key_encrypted = ""  # the key is erased whenever a submission ends
-    if reason:
-        sub.failure_reason = reason
-    sub.save(update_fields=["status", "finished_at", "api_key_encrypted", "failure_reason"])
-
-
 @transaction.atomic
 def reject(sub: Submission, actor: AbstractBaseUser | None, reason: str) -> Submission:
     sub = _locked(sub)
@@ -74,8 +64,7 @@ def reject(sub: Submission, actor: AbstractBaseUser | None, reason: str) -> Subm
         raise ActionNotAllowed(f"Submission #{sub.pk} is {sub.get_status_display().lower()}, not pending review.")
     if not reason.strip():
         raise ActionNotAllowed("Give the submitter a reason for the rejection.")
-    _end(sub, SubmissionStatus.REJECTED, reason)
-    _log(sub, actor, EventAction.REJECTED, reason)
+    sub.end(SubmissionStatus.REJECTED, reason=reason, actor=actor)
     return sub
 
 
@@ -88,11 +77,10 @@ def cancel(sub: Submission, actor: AbstractBaseUser | None) -> Submission:
             f"Submission #{sub.pk} is {sub.get_status_display().lower()}; "
             "only a queued or running one can be cancelled."
         )
-    _end(sub, SubmissionStatus.CANCELLED)
+    sub.end(SubmissionStatus.CANCELLED, actor=actor)
     Cell.objects.filter(submission=sub).exclude(status__in=CellStatus.ended()).update(
         status=CellStatus.CANCELLED, finished_at=timezone.now()
     )
-    _log(sub, actor, EventAction.CANCELLED)
     return sub
 
 

@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from leaderboard import workers
 from leaderboard.models import (
     Cell,
     CellStatus,
@@ -93,6 +94,14 @@ def estimate(sub: Submission, done: int, total: int, position: int | None,
     return {"seconds": None, "text": ""}
 
 
+def _eta(sub: Submission, cells: list[Cell], done: int, total: int, position: int | None,
+         now: datetime) -> dict[str, Any]:
+    """The estimate, or, while no worker works on the submission, why not (``workers.hold_up``): an estimate
+    from a pace nobody keeps would promise what does not happen."""
+    held = workers.hold_up(sub, cells, now)
+    return {"seconds": None, "text": held, "held": True} if held else estimate(sub, done, total, position, now)
+
+
 def explanation(sub: Submission, role: Role, position: int | None) -> str:
     """The status in plain words, with what happens next or what to do."""
     private = role != "public"
@@ -152,7 +161,7 @@ def snapshot(sub: Submission, role: Role, now: datetime | None = None) -> dict[s
     data: dict[str, Any] = {
         "id": sub.pk, "status": sub.status, "status_label": sub.get_status_display(),
         "explanation": explanation(sub, role, position), "ended": sub.status in SubmissionStatus.ended(),
-        "queue_position": position, "eta": estimate(sub, done, total, position, now),
+        "queue_position": position, "eta": _eta(sub, cells, done, total, position, now),
         "samples_done": done, "samples_total": total, "samples_errored": errored,
         "no_final_answer": sum(c.no_final_answer for c in cells),
         "percent": round(100 * done / total, 1) if total else 0.0,

@@ -39,8 +39,11 @@ def partial_reason(summary: metrics.RowSummary, sub: Submission) -> str:
 
 @transaction.atomic
 def recompute(submission_id: int) -> list[LeaderboardRow]:
-    """Replace the submission's rows; a submission that is not completed has none."""
-    sub = Submission.objects.select_related("model", "version").get(pk=submission_id)
+    """Replace the submission's rows; a submission that is not completed has none. Two recomputes of one
+    submission at once take turns on its row lock, so the second replaces the first's rows instead of colliding
+    with them on the rows' unique constraint."""
+    sub = Submission.objects.select_for_update(of=("self",)).select_related("model", "version").get(
+        pk=submission_id)
     LeaderboardRow.objects.filter(submission=sub).delete()
     touch(sub.version_id)
     if sub.status != SubmissionStatus.COMPLETED:

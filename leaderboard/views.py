@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 
 from evalworkers.benchmark import ruler
 from evalworkers.stats import METHOD_LABELS, IntervalMethod
-from leaderboard import board, charts, efficiency, pagecache, samples, versioning
+from leaderboard import board, charts, efficiency, pagecache, samples, versioning, workers
 from leaderboard.models import (
     BenchmarkVersion,
     LeaderboardRow,
     Submission,
     SubmissionStatus,
     TaskCategory,
-    TaskRecord,
     Visibility,
-    WorkerHeartbeat,
 )
 
-HEARTBEAT_FRESH = timedelta(minutes=2)
 SAMPLES_PER_PAGE = 25
 BOARD_PAGE_SIZE = 100
 CI_NOTE = (f"{METHOD_LABELS[IntervalMethod.PRICE_BONETT]} (Price & Bonett 2004), from each cell's score and its "
            "number of scored samples; per cell, the Wilson score interval. None for partial rows and for reported "
            "results without sample counts.")
-
-
-def _workers() -> list[dict]:
-    cutoff = timezone.now() - HEARTBEAT_FRESH
-    return [
-        {"worker": hb.worker, "queue": hb.queue, "seen_at": hb.seen_at.isoformat(), "alive": hb.seen_at >= cutoff}
-        for hb in WorkerHeartbeat.objects.all()[:50]
-    ]
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -183,18 +170,19 @@ def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 def status(request: HttpRequest) -> HttpResponse:
     return render(request, "leaderboard/status.html", {
-        "workers": _workers(), "recent_tasks": TaskRecord.objects.all()[:20],
+        "workers": workers.worker_rows(), "recent_tasks": workers.recent_tasks(),
+        "lost_after_s": settings.WORKER_LOST_AFTER_S, "heartbeat_s": settings.WORKER_HEARTBEAT_S,
         "queue": Submission.objects.filter(status__in=SubmissionStatus.active()).select_related("model")[:50],
     })
 
 
 def workers_status(request: HttpRequest) -> JsonResponse:
     tasks = [
-        {"task": t.task_name, "state": t.state, "queue": t.queue, "worker": t.worker,
-         "created_at": t.created_at.isoformat()}
-        for t in TaskRecord.objects.all()[:20]
+        {"task": line.record.task_name, "for": line.subject, "state": line.record.state, "queue": line.record.queue,
+         "worker": line.record.worker, "created_at": line.record.created_at.isoformat()}
+        for line in workers.recent_tasks()
     ]
-    return JsonResponse({"workers": _workers(), "tasks": tasks})
+    return JsonResponse({"workers": [w.as_json() for w in workers.worker_rows()], "tasks": tasks})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

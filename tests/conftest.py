@@ -27,6 +27,19 @@ if IN_CI:
     hypothesis.settings.load_profile("ci")
 
 
+# The fast tier (`make test-fast`: pytest -m "not slow") leaves out every test that starts a worker or server
+# process, loads a model or drives a browser; those are marked here by the fixtures they use, and by hand
+# (`pytestmark = pytest.mark.slow`) in the files that start processes themselves.
+SLOW_FIXTURES = frozenset({"start_worker", "start_beat", "reference", "reference_models_dir", "tiny_llama",
+                           "live_server", "browser"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def missing_service(reason: str) -> None:
     """Skip outside CI (with the reason); fail in CI, where every service must be there."""
     if IN_CI:
@@ -144,6 +157,26 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         worker.stop()
 
 
+@pytest.fixture
+def start_beat(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
+    """Start the real scheduler (`celery beat`) with the schedule from settings, on the given broker."""
+    started: list[WorkerProcess] = []
+
+    def start(broker_url: str) -> WorkerProcess:
+        log = tmp_path / "beat.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "evalworkers.celery", "beat", "--schedule",
+               str(tmp_path / "celerybeat-schedule"), "-l", "INFO"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(CELERY_BROKER_URL=broker_url),
+                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+        beat = WorkerProcess(proc, "beat", log)
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, on_fail: Callable[[], str] = str) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -167,6 +200,13 @@ def bob(django_user_model):
 @pytest.fixture
 def charlie(django_user_model):
     return django_user_model.objects.create_superuser("charlie", "charlie@example.org", "charlie-password-1")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """Test users' passwords are hashed with a fast hasher (Django's advice for tests); what a password does
+    (log in, change, reset) does not depend on the hasher, and production keeps Django's default."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True, scope="session")

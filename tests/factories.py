@@ -38,9 +38,10 @@ def make_submission(*, version: BenchmarkVersion | None = None, api_key: str | N
 
 def make_completed(version: BenchmarkVersion, name: str, scores: dict[int, float], *, kind: str = "endpoint",
                    points: tuple[tuple[str, float], ...] = (("full", 1.0),), ci: float = 2.0,
-                   **entry_fields: Any) -> Submission:
-    """A completed submission whose every task scores `scores[length]` (minus a step per KV budget), with its
-    leaderboard rows computed the way the runner does when a submission ends."""
+                   task_scores: dict[str, dict[int, float]] | None = None, **entry_fields: Any) -> Submission:
+    """A completed submission whose every task scores `scores[length]` (minus a step per KV budget), or
+    `task_scores[task key][length]` for the tasks given there, with its leaderboard rows computed the way the
+    runner does when a submission ends."""
     from django.utils import timezone
 
     from leaderboard import rows
@@ -58,7 +59,8 @@ def make_completed(version: BenchmarkVersion, name: str, scores: dict[int, float
     for task in version.tasks.all():
         for length in version.lengths:
             for method, budget in points:
-                score = max(0.0, scores[length] - (1.0 - budget) * 40)
+                base = (task_scores or {}).get(task.key, scores)[length]
+                score = max(0.0, base - (1.0 - budget) * 40)
                 cells.append(Cell(submission=sub, task=task, length=length, method=method, budget=budget,
                                   status="completed", score=score, ci_low=max(0.0, score - ci),
                                   ci_high=min(100.0, score + ci), samples_total=version.samples_per_cell,
@@ -102,6 +104,6 @@ def run_inline(sub: Submission) -> Submission:
     """The same runner the worker calls, in this process (for cases that need no queue)."""
     from evalworkers import runner
 
-    for cell_id in runner.start(sub.pk):
+    for cell_id in runner.start(sub.pk).cell_ids:
         runner.run_cell(cell_id)
     return Submission.objects.get(pk=sub.pk)

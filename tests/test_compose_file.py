@@ -20,13 +20,13 @@ def compose() -> dict:
 
 
 def test_compose_has_the_production_services(compose: dict) -> None:
-    assert set(compose["services"]) == {"postgres", "redis", "migrate", "web", "worker-api", "worker-gpu"}
+    assert set(compose["services"]) == {"postgres", "redis", "migrate", "web", "worker-api", "worker-gpu", "beat"}
     assert "healthcheck" in compose["services"]["postgres"] and "healthcheck" in compose["services"]["redis"]
     assert "pgdata" in compose["volumes"]
 
 
 def test_app_services_share_one_image(compose: dict) -> None:
-    images = {compose["services"][s]["image"] for s in ("migrate", "web", "worker-api", "worker-gpu")}
+    images = {compose["services"][s]["image"] for s in ("migrate", "web", "worker-api", "worker-gpu", "beat")}
     assert len(images) == 1
 
 
@@ -40,6 +40,14 @@ def test_workers_consume_their_queues_and_the_gpu_worker_reserves_a_gpu(compose:
     assert devices[0]["driver"] == "nvidia"
 
 
+def test_the_scheduler_runs_celery_beat_with_the_schedule_from_settings(compose: dict, settings) -> None:
+    command = compose["services"]["beat"]["command"]
+    assert command[:4] == ["celery", "-A", "evalworkers.celery", "beat"]
+    sent = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert sent == {"evalworkers.tasks.recover_lost_work"}
+    assert settings.CELERY_BEAT_SCHEDULE["recover-lost-work"]["schedule"] == settings.RECOVERY_INTERVAL_S
+
+
 def test_every_command_refers_to_code_in_the_repo(compose: dict) -> None:
     commands = [compose["services"][s]["command"] for s in ("migrate", "web", "worker-api", "worker-gpu")]
     flat = " ".join(" ".join(c) for c in commands)
@@ -50,6 +58,7 @@ def test_every_command_refers_to_code_in_the_repo(compose: dict) -> None:
         assert word in flat and (management / f"{word}.py").exists()
 
 
+@pytest.mark.slow
 def test_compose_config_validates_where_the_client_exists(tmp_path: Path) -> None:
     docker = shutil.which("docker")
     probe = subprocess.run([docker, "compose", "version"], capture_output=True) if docker else None

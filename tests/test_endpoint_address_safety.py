@@ -294,7 +294,7 @@ def test_a_worker_refuses_a_stored_private_endpoint_once_the_deployment_disallow
 
     sub = make_submission(model=make_entry(endpoint_url=server.base_url, api_model_name="m"))
     settings.ALLOW_PRIVATE_ENDPOINTS = False
-    assert runner.start(sub.pk) == []
+    assert runner.start(sub.pk).cell_ids == []
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.FAILED
     assert "127.0.0.1 is a loopback address" in sub.failure_reason and sub.probe_result["code"] == "blocked"

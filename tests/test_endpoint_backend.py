@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from evalworkers.backends import (
-    Backend,
     CircuitBreaker,
     CircuitOpenError,
     EndpointBackend,
     EndpointConfig,
     GenerationRequest,
     RetryPolicy,
+    generate_many,
 )
 from evalworkers.backends.retry import parse_retry_after
 from tests.fake_openai import CHAT_PATH, COMPLETIONS_PATH, FakeCall, FakeOpenAI, Fault, fixed_answer
@@ -182,9 +182,12 @@ def test_injected_client_is_used_and_left_open(server: FakeOpenAI) -> None:
     client.close()
 
 
-def test_endpoint_backend_satisfies_the_backend_protocol(server: FakeOpenAI) -> None:
+def test_the_engine_drives_an_endpoint_backend_like_any_backend(server: FakeOpenAI) -> None:
+    results: dict[int, str] = {}
     with EndpointBackend(make_config(server)) as backend:
-        assert isinstance(backend, Backend)
+        generate_many(backend, [needle(n) for n in (1111111, 2222222, 3333333)], concurrency=2,
+                      on_result=lambda i, result: results.__setitem__(i, result.text))
+    assert results == {0: "1111111", 1: "2222222", 2: "3333333"}
 
 
 # --- retries ------------------------------------------------------------------------------------------------

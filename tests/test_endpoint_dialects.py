@@ -17,10 +17,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from kombu import Connection
 
-from evalworkers import runner
 from evalworkers.backends import EndpointConfig, probe
 from evalworkers.backends.options import OptionsError, validate_request_options
 from evalworkers.benchmark import CalibratedCounter, generate_sample
+from evalworkers.targets.endpoint import reasoning_advice
 from evalworkers.tasks import start_submission
 from leaderboard.models import BenchmarkVersion, SampleAnswer, SampleResult, Submission, SubmissionStatus
 from tests.conftest import wait_for
@@ -340,7 +340,7 @@ def test_the_seeded_reasoning_version_builds_every_task_with_its_thinking_budget
                                  max_new_tokens=task.max_new_tokens, options=version.render_options)
         assert sample.max_new_tokens == task.max_new_tokens + 4096 and sample.answer_prefix == ""
         assert (shortest - sample.max_new_tokens) * 0.98 <= sample.prompt_tokens <= shortest - sample.max_new_tokens
-    assert "'v2-reasoning'" in runner.reasoning_advice(BenchmarkVersion.objects.get(slug="v2"))
+    assert "'v2-reasoning'" in reasoning_advice(BenchmarkVersion.objects.get(slug="v2"))
 
 
 def test_reasoning_a_server_keeps_to_itself_is_caught_by_the_probe_and_counted_when_it_runs_out() -> None:

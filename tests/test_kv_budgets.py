@@ -289,7 +289,7 @@ def test_the_worker_pre_flight_refuses_a_pair_the_registry_refuses_before_any_mo
     version = legacy_version("old2", kv_methods=["full", "think"], kv_budgets=[1.0, 0.5])
     entry = make_entry(kind=ModelKind.HUGGINGFACE, hf_repo="reference", endpoint_url="", api_model_name="")
     sub = make_submission(version=version, model=entry, kv_methods=["full", "think"], kv_budgets=[1.0, 0.5])
-    assert runner.start(sub.pk) == []
+    assert runner.start(sub.pk).cell_ids == []
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.FAILED and not sub.cells.exists()
     assert sub.failure_reason.startswith("think cannot run at budget 0.5 (100% of key channels pruned)")

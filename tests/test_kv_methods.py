@@ -110,7 +110,7 @@ def test_the_memory_cap_stops_the_full_cache_and_lets_a_small_budget_fit(tiny) -
     backend = LocalBackend(tiny, "streaming_llm", 0.25, memory_limit_bytes=cap)
     assert backend.generate(request()).ok
     oom = LocalBackend(tiny, "full", 1.0, memory_limit_bytes=cap).generate(request())
-    assert oom.error.startswith("out of memory") and oom.extra["oom"] and oom.extra["reached_bytes"] > cap
+    assert oom.error.startswith("out of memory") and oom.out_of_memory and oom.reached_bytes > cap
 
 
 def test_the_chat_template_is_split_where_the_question_starts(tiny) -> None:

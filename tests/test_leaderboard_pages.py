@@ -73,9 +73,17 @@ def test_sorting_by_a_column_and_reversing_it(client, three) -> None:
     assert reverse.index("Local-3B") < reverse.index("Strong-7B") < reverse.index("Fading-13B")
 
 
-def test_a_task_scope_shows_that_tasks_scores(client, version, three) -> None:
-    body = board_text(client, "?task=niah_0&method=full")
-    assert "Strong-7B" in body and "99.0" in body
+def test_a_task_scope_ranks_and_shows_that_tasks_scores(client, version) -> None:
+    make_completed(version, "Finder-7B", {512: 90, 1024: 90, 2048: 90},
+                   task_scores={"niah_0": {512: 99, 1024: 98, 2048: 97}, "niah_1": {512: 21, 1024: 22, 2048: 23}})
+    make_completed(version, "Tracer-7B", {512: 90, 1024: 90, 2048: 90},
+                   task_scores={"niah_0": {512: 51, 1024: 52, 2048: 53}, "niah_1": {512: 88, 1024: 87, 2048: 86}})
+    first = board_text(client, "?task=niah_0&method=full")
+    assert first.index("Finder-7B") < first.index("Tracer-7B") and "97.0" in first and "53.0" in first
+    assert "86.0" not in first and "23.0" not in first
+    second = board_text(client, "?task=niah_1&method=full")
+    assert second.index("Tracer-7B") < second.index("Finder-7B") and "86.0" in second and "23.0" in second
+    assert "97.0" not in second and "53.0" not in second
 
 
 def test_hidden_rows_disappear_and_flagged_rows_carry_their_note(client, three, charlie) -> None:

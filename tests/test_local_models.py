@@ -15,7 +15,7 @@ from evalworkers import runner
 from evalworkers.backends.local import LocalBackend, LocalModelConfig, load
 from evalworkers.benchmark import HFTokenCounter
 from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
-from evalworkers.tasks import start_local_submission
+from evalworkers.tasks import start_submission
 from leaderboard import rows
 from leaderboard.models import CellStatus, ModelKind, Submission, SubmissionStatus
 from tests.conftest import wait_for
@@ -62,7 +62,7 @@ def test_a_local_submission_runs_through_a_gpu_worker_with_efficiency_figures(
     sub = local_submission(methods=["full", "streaming_llm"], budgets=[1.0, 0.25], lengths=[512])
     worker = start_worker(redis_url, queues="gpu")
     with Connection(redis_url) as conn:
-        start_local_submission.apply_async(args=[sub.pk], connection=conn)
+        start_submission.apply_async(args=[sub.pk], connection=conn, queue="gpu")
     done = lambda: Submission.objects.get(pk=sub.pk).status in SubmissionStatus.ended()  # noqa: E731
     wait_for(done, 300, "the local submission to end", worker.output)
     sub.refresh_from_db()
@@ -86,7 +86,7 @@ def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(r
     sub = local_submission(methods=["full", "streaming_llm"], budgets=[1.0, 0.25], lengths=[1024], samples=1)
     # A cap the backend enforces: between SmolLM2's full cache at 1K tokens (~23 MB) and a quarter of it.
     settings.EVAL_LOCAL_MEMORY_LIMIT_BYTES = 10 * 2**20
-    for cell_id in runner.start(sub.pk):
+    for cell_id in runner.start(sub.pk).cell_ids:
         runner.run_cell(cell_id)
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.COMPLETED, sub.failure_reason
@@ -104,7 +104,7 @@ def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(r
 @pytest.mark.django_db
 def test_a_local_submission_whose_window_is_too_short_fails_at_once(reference) -> None:
     sub = local_submission(methods=["full"], budgets=[1.0], lengths=[16384])
-    assert runner.start(sub.pk) == []
+    assert runner.start(sub.pk).cell_ids == []
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.FAILED and "8,192-token window" in sub.failure_reason
 
@@ -112,7 +112,7 @@ def test_a_local_submission_whose_window_is_too_short_fails_at_once(reference) -
 @pytest.mark.django_db
 def test_a_method_the_workers_cannot_run_fails_the_submission_before_any_model_loads() -> None:
     sub = local_submission(methods=["full", "duo_attention"], budgets=[1.0, 0.5], lengths=[512])
-    assert runner.start(sub.pk) == []
+    assert runner.start(sub.pk).cell_ids == []
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.FAILED
     assert sub.failure_reason.startswith("duo_attention needs files that this deployment has not configured")
@@ -124,7 +124,7 @@ def test_a_model_that_is_not_there_fails_with_what_to_do(settings) -> None:
     sub = local_submission(methods=["full"], budgets=[1.0], lengths=[512])
     sub.model.hf_repo = "someone/not-in-the-cache"
     sub.model.save()
-    assert runner.start(sub.pk) == []
+    assert runner.start(sub.pk).cell_ids == []
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.FAILED and "put the model in the local Hugging Face cache" in (
         sub.failure_reason)
@@ -138,7 +138,7 @@ def test_evaluate_local_prints_cells_with_efficiency_figures(reference, capsys) 
     cells = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [(c["method"], c["budget"]) for c in cells] == [("full", 1.0), ("snapkv", 0.5)]
     for key in ("score", "n", "errors", "prompt_tokens_mean", "kv_bytes", "kv_bytes_full", "kept_fraction",
-                "physical", "peak_mem_bytes", "prefill_s", "ttft_s", "decode_tps"):
+                "physical", "peak_memory_bytes", "prefill_s", "ttft_s", "decode_tokens_per_s"):
         assert key in cells[1], key
     assert cells[1]["kept_fraction"] == pytest.approx(0.5, rel=0.02)
 

@@ -1,4 +1,5 @@
-"""`make run`'s serving step on the embedded default: web answers, the worker consumes, SIGTERM stops both."""
+"""`make run`'s serving step on the embedded default: web answers, the workers consume, the scheduler sends its
+recovery, SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def embedded_env(var: Path) -> dict[str, str]:
     return env
 
 
-def test_serve_script_runs_web_and_worker_and_stops_cleanly(tmp_path: Path) -> None:
+def test_serve_script_runs_web_workers_and_scheduler_and_stops_cleanly(tmp_path: Path) -> None:
     var = tmp_path / "var"
     env = embedded_env(var)
     for command in (["migrate", "--noinput"], ["seed_versions"], ["collectstatic", "--noinput", "-v", "0"]):
@@ -62,6 +63,14 @@ def test_serve_script_runs_web_and_worker_and_stops_cleanly(tmp_path: Path) -> N
         wait_for(worker_seen, 90, "the worker started by serve.sh to run a task", output)
         status = httpx.get(f"http://127.0.0.1:{port}/status/workers.json", timeout=5).json()
         assert status["workers"][0]["queue"] == "api"
+        assert {(w["queue"], w["state"]) for w in status["workers"]} >= {("api", "alive"), ("gpu", "alive")}
+
+        def recovery_ran() -> bool:
+            with sqlite3.connect(var / "db.sqlite3") as db:
+                return bool(db.execute("SELECT count(*) FROM leaderboard_taskrecord WHERE task_name = "
+                                       "'evalworkers.tasks.recover_lost_work' AND state = 'succeeded'").fetchone()[0])
+
+        wait_for(recovery_ran, 120, "the scheduler started by serve.sh to send the recovery of lost work", output)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)

@@ -21,11 +21,11 @@ def test_the_demo_queues_the_reference_model_once_on_the_gpu_queue(django_captur
     sub = Submission.objects.get()
     assert sub.model.kind == ModelKind.HUGGINGFACE and sub.model.hf_repo == "reference"
     assert sub.status == SubmissionStatus.QUEUED and sub.version.slug == "smoke"
-    assert sub.kv_methods == ["full", "streaming_llm", "snapkv"] and sub.kv_budgets == [1.0, 0.25]
+    assert sub.kv_methods == ["streaming_llm", "snapkv"] and sub.kv_budgets == [0.25]
     assert "queued" in out.getvalue() and "already there (queued)" in out.getvalue()
     record = TaskRecord.objects.get()
     assert (record.task_name, record.queue, record.args) == (
-        "evalworkers.tasks.start_local_submission", "gpu", [sub.pk])
+        "evalworkers.tasks.start_submission", "gpu", [sub.pk])
 
 
 def test_the_demo_names_a_missing_version() -> None:

@@ -131,7 +131,7 @@ def test_four_right_answers_show_a_named_interval_on_the_board_the_model_page_an
     with FakeOpenAI(models=("m",), api_key="k", answer=needle_reader(0), max_model_len=32768) as fake:
         sub = make_submission(version=version, model=make_entry(endpoint_url=fake.base_url, api_model_name="m"),
                               api_key="k")
-        for cell_id in runner.start(sub.pk):
+        for cell_id in runner.start(sub.pk).cell_ids:
             runner.run_cell(cell_id)
     rows.recompute(sub.pk)  # the worker does it on commit; this test runs inside one transaction
     cell = Cell.objects.get(submission=sub)

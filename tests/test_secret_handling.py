@@ -88,7 +88,7 @@ def test_the_key_of_a_whole_successful_run_appears_nowhere_and_is_erased_at_the_
         assert sub.get_api_key() == KEY and not any(p in sub.api_key_encrypted for p in PARTS)
         visit_everything(seen, client, staff, sub)  # queued
 
-        cell_ids = runner.start(sub.pk)  # the worker's code: probe, grid
+        cell_ids = runner.start(sub.pk).cell_ids  # the worker's code: probe, grid
         assert cell_ids, Submission.objects.get(pk=sub.pk).failure_reason
         visit_everything(seen, client, staff, sub)  # running, key still stored
         assert "A key is stored" in seen.outputs[-len(ADMIN_PAGES) - len(pages_of(sub))][1]
@@ -120,7 +120,7 @@ def test_a_server_that_echoes_the_refused_key_does_not_make_it_leak(client, alic
         client.force_login(alice)
         client.post("/submit/", submission_post(endpoint_url=server.base_url, api_model_name="m", api_key=KEY))
         sub = Submission.objects.get()
-        assert runner.start(sub.pk) == []
+        assert runner.start(sub.pk).cell_ids == []
     sub.refresh_from_db()
     assert sub.status == SubmissionStatus.FAILED and "refused access" in sub.failure_reason
     assert not sub.has_api_key

@@ -16,6 +16,8 @@ from leaderboard.models import CellStatus, Submission, SubmissionStatus
 from tests.conftest import ROOT, child_env, free_port, wait_for
 from tests.factories import make_entry, make_submission, make_version
 
+pytestmark = pytest.mark.slow  # starts processes
+
 NEEDLE = {"haystack": "noise", "key_type": "words", "value_type": "numbers"}
 
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from leaderboard import progress
-from leaderboard.models import Cell, CellStatus, SampleResult, Submission, SubmissionStatus, Visibility
+from leaderboard.models import (
+    Cell,
+    CellStatus,
+    SampleResult,
+    Submission,
+    SubmissionStatus,
+    Visibility,
+    WorkerHeartbeat,
+)
 from tests.factories import make_completed, make_default_version, make_entry, make_submission
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +28,12 @@ PRIVATE_KEYS = {"failure_reason", "probe", "api_key_stored"}
 @pytest.fixture
 def version():
     return make_default_version("t1", lengths=[512, 1024], samples_per_cell=4)
+
+
+@pytest.fixture
+def api_worker(db) -> WorkerHeartbeat:
+    """A live worker on the endpoints' queue: without one, the page says it waits for a worker, not an ETA."""
+    return WorkerHeartbeat.objects.create(worker="api@test", queue="api", seen_at=timezone.now())
 
 
 def mine(version, alice, **fields) -> Submission:
@@ -44,7 +59,7 @@ def with_cells(sub: Submission, done: tuple[int, ...], statuses: tuple[str, ...]
     return cells
 
 
-def test_a_queued_submission_says_where_it_is_in_the_queue(client, alice, version) -> None:
+def test_a_queued_submission_says_where_it_is_in_the_queue(client, alice, version, api_worker) -> None:
     others = [make_submission(version=version) for _ in range(2)]
     sub = mine(version, alice)
     later = make_submission(version=version)
@@ -58,7 +73,7 @@ def test_a_queued_submission_says_where_it_is_in_the_queue(client, alice, versio
     assert poll(client, later)["queue_position"] == 3 and others
 
 
-def test_the_eta_comes_from_recent_completed_runs(client, alice, version) -> None:
+def test_the_eta_comes_from_recent_completed_runs(client, alice, version, api_worker) -> None:
     now = timezone.now()
     for minutes in (10, 20, 30):
         done = make_completed(version, f"done-{minutes}", {512: 90, 1024: 80})
@@ -70,7 +85,7 @@ def test_the_eta_comes_from_recent_completed_runs(client, alice, version) -> Non
     assert data["eta"]["text"].startswith("about 40 minutes")
 
 
-def test_a_running_submission_shows_progress_per_cell_and_overall(client, alice, version) -> None:
+def test_a_running_submission_shows_progress_per_cell_and_overall(client, alice, version, api_worker) -> None:
     sub = mine(version, alice, status=SubmissionStatus.RUNNING)
     Submission.objects.filter(pk=sub.pk).update(started_at=timezone.now() - timedelta(seconds=60))
     sub.refresh_from_db()
@@ -185,10 +200,13 @@ def test_my_submissions_lists_only_mine_with_status_and_links(client, alice, bob
     assert "3 more allowed in the current 7-day window" in page
 
 
-def test_the_status_script_is_served(client) -> None:
-    from pathlib import Path
-
-    from django.contrib.staticfiles import finders
-
-    text = Path(finders.find("js/submission-status.js")).read_text()
+def test_the_status_page_script_is_served_where_the_page_points(client, alice, version, settings) -> None:
+    settings.WHITENOISE_USE_FINDERS = settings.WHITENOISE_AUTOREFRESH = True  # served without collectstatic
+    sub = mine(version, alice, status=SubmissionStatus.RUNNING)
+    client.force_login(alice)
+    page = client.get(f"/submissions/{sub.pk}/").content.decode()
+    src = re.search(r'<script src="([^"]+submission-status[^"]*\.js)"', page).group(1)
+    response = client.get(src)
+    assert response.status_code == 200 and "javascript" in response["Content-Type"]
+    text = b"".join(response.streaming_content).decode()
     assert "fetch(url" in text and "innerHTML" not in text  # DOM text only: nothing the server sends is parsed

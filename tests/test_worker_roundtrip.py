@@ -52,11 +52,12 @@ def test_a_worker_on_the_embedded_filesystem_broker_needs_no_server(tmp_path: Pa
     assert worker.stop() == 0, worker.output()
 
 
-def test_tasks_are_routed_to_their_queues() -> None:
+def test_tasks_go_to_the_queue_they_are_sent_to_and_default_to_api() -> None:
     router = app.amqp.router
     assert router.route({}, "evalworkers.tasks.run_cell")["queue"].name == "api"
     assert router.route({}, "evalworkers.tasks.start_submission")["queue"].name == "api"
-    assert router.route({}, "evalworkers.tasks.run_local_cell")["queue"].name == "gpu"
+    assert router.route({"queue": "gpu"}, "evalworkers.tasks.run_cell")["queue"].name == "gpu"
+    assert router.route({"queue": "gpu"}, "evalworkers.tasks.start_submission")["queue"].name == "gpu"
 
 
 def test_celery_reads_the_namespaced_settings() -> None:

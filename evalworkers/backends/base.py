@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from evalworkers.efficiency import Efficiency
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -45,6 +47,7 @@ class GenerationResult:
     known when streaming. ``text`` is the reply as sent (reasoning tags included: the runner extracts the final
     answer); ``content_null`` is True when the server sent ``"content": null``; ``reasoning`` is a separate
     reasoning field's text and ``reasoning_field`` its name; ``reasoning_tokens`` as the server's usage reported.
+    A local backend adds its KV figures (``efficiency``), or ``out_of_memory`` with the memory ``reached_bytes``.
     """
 
     text: str = ""
@@ -60,7 +63,9 @@ class GenerationResult:
     error: str | None = None
     attempts: int = 0
     finish_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    efficiency: Efficiency | None = field(default=None, compare=False)
+    out_of_memory: bool = False
+    reached_bytes: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -240,20 +240,21 @@ class LocalBackend:
 
         with self._lock:  # one generation at a time: the model and the timings are not shared
             try:
-                tokens, eff = generate(self.loaded.model, prefix_ids, suffix_ids, self.plan,
+                tokens, measured = generate(self.loaded.model, prefix_ids, suffix_ids, self.plan,
                                        max_new_tokens=request.max_new_tokens, eos_ids=self.loaded.eos_ids,
                                        query_aware=self.query_aware, memory_limit_bytes=self.memory_limit_bytes,
                                        on_token=on_token)
             except KVOutOfMemory as exc:
                 return GenerationResult(error=f"out of memory: {exc}", attempts=1,
                                         latency_s=time.perf_counter() - started, prompt_tokens=prompt_tokens,
-                                        extra={"oom": True, "reached_bytes": exc.reached})
+                                        out_of_memory=True, reached_bytes=exc.reached)
         text = self.loaded.tokenizer.decode([t for t in tokens if t not in stop], skip_special_tokens=True)
         return GenerationResult(
-            text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=eff.output_tokens,
-            latency_s=time.perf_counter() - started, ttft_s=eff.ttft_s, decode_tokens_per_s=eff.decode_tps,
+            text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=measured.output_tokens,
+            latency_s=time.perf_counter() - started, ttft_s=measured.ttft_s,
+            decode_tokens_per_s=measured.decode_tokens_per_s,
             attempts=1, finish_reason="stop" if tokens and tokens[-1] in stop else "length",
-            extra={"efficiency": eff.as_dict()},
+            efficiency=measured.efficiency,
         )
 
     def close(self) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import DynamicCache, QuantizedCache
 
+from evalworkers.efficiency import Efficiency
 from evalworkers.kv.measure import (
     KVOutOfMemory,
     PeakMemory,
@@ -28,22 +29,16 @@ from evalworkers.kv.registry import KVPlan
 
 
 @dataclass(frozen=True)
-class Efficiency:
+class Generation:
+    """What one greedy generation measured: token counts, time to first token and decode speed (seconds,
+    tokens per second; None when at most one token was generated), and its KV figures (``Efficiency``)."""
+
     prompt_tokens: int
     compressed_tokens: int  # tokens that went through the press (context only, or the whole prompt)
-    kv_bytes: int  # measured after prefill, over the compressed part
-    kv_bytes_full: int  # the same tokens' uncompressed cache
-    kept_fraction: float  # measured bytes / full bytes, or the logical fraction for masking methods
-    physical: bool
-    query_aware: bool
-    peak_mem_bytes: int
-    prefill_s: float
-    ttft_s: float
-    decode_tps: float | None
     output_tokens: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    ttft_s: float
+    decode_tokens_per_s: float | None
+    efficiency: Efficiency
 
 
 @contextlib.contextmanager
@@ -107,7 +102,7 @@ def _new_cache(model: Any, plan: KVPlan) -> Any:
 @torch.inference_mode()
 def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, plan: KVPlan, *, max_new_tokens: int,
              eos_ids: Sequence[int], query_aware: bool = False, memory_limit_bytes: int | None = None,
-             on_token: Callable[[int], None] | None = None) -> tuple[list[int], Efficiency]:
+             on_token: Callable[[int], None] | None = None) -> tuple[list[int], Generation]:
     """Generate greedily after prefix+suffix (1 x n token tensors); only the prefix is compressed unless
     `query_aware` (or the plan is the full cache, which compresses nothing)."""
     device = model.device
@@ -158,10 +153,10 @@ def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, pla
     if logical is not None:  # masked, not freed: the bytes stay the full cache's, the fraction is logical
         kept = logical
     decoded = len(tokens) - 1
-    return tokens, Efficiency(
-        prompt_tokens=whole.shape[1], compressed_tokens=compressed.shape[1], kv_bytes=kv_bytes,
-        kv_bytes_full=full, kept_fraction=kept, physical=plan.physical, query_aware=query_aware and not plan.is_full,
-        peak_mem_bytes=meter.peak, prefill_s=prefill_s, ttft_s=ttft_s,
-        decode_tps=decoded / (total_s - ttft_s) if decoded > 0 and total_s > ttft_s else None,
-        output_tokens=len(tokens),
+    return tokens, Generation(
+        prompt_tokens=whole.shape[1], compressed_tokens=compressed.shape[1], output_tokens=len(tokens),
+        ttft_s=ttft_s, decode_tokens_per_s=decoded / (total_s - ttft_s) if decoded > 0 and total_s > ttft_s else None,
+        efficiency=Efficiency(kv_bytes=kv_bytes, kv_bytes_full=full, kept_fraction=kept, physical=plan.physical,
+                              query_aware=query_aware and not plan.is_full, peak_memory_bytes=meter.peak,
+                              prefill_s=prefill_s),
     )

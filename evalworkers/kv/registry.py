@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from evalworkers.kv.budgets import (
     NO_KNOB,
@@ -293,6 +293,28 @@ def offered_points(methods: Sequence[str], budgets: Sequence[float],
             kept.append(budget)
         offered[name] = kept
     return offered, refused
+
+
+class GridPoint(NamedTuple):
+    """One (KV method, budget) point of a submission's grid; budget is a fraction of the full cache in (0, 1]."""
+
+    method: str
+    budget: float
+
+
+FULL_CACHE = GridPoint("full", 1.0)
+
+
+def grid(methods: Sequence[str], budgets: Sequence[float], *, offered: Mapping[str, Sequence[float]] | None = None,
+         refused: Sequence[tuple[str, float, str]] = ()) -> list[GridPoint]:
+    """The one grid of a submission: the full cache (always, as the baseline), then each compressing method of
+    ``methods`` at each of ``budgets``. ``offered`` (a version's ``kv_offered()``) keeps what the version offers,
+    with ``requested_points``'s MethodError for the rest; None (``manage.py evaluate`` on the operator's own
+    machine) runs every given method at every given budget. "full" in ``methods`` adds nothing."""
+    names = [m for m in methods if m != FULL_CACHE.method]
+    if offered is None:
+        return [FULL_CACHE, *(GridPoint(m, float(b)) for m in names for b in budgets)]
+    return [FULL_CACHE, *(GridPoint(m, b) for m, b in requested_points(names, budgets, offered, refused))]
 
 
 def requested_points(methods: Sequence[str], budgets: Sequence[float], offered: Mapping[str, Sequence[float]],

@@ -88,6 +88,13 @@ class Cell(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The lease of the worker running the cell (evalworkers/recovery.py): who holds it, its token, when the
+    # worker last proved it alive, and when a sample was last stored.
+    worker = models.CharField(max_length=200, blank=True, help_text="The worker running the cell (its node name).")
+    lease = models.CharField(max_length=32, blank=True, help_text="Token of the run that holds the cell.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="When its worker last proved it alive.")
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="When it last stored a sample.")
+    recoveries = models.PositiveSmallIntegerField(default=0, help_text="Times it was taken from a lost worker.")
 
     class Meta:
         ordering = ("submission", "task__key", "length", "method", "-budget")
@@ -107,6 +114,8 @@ class Cell(models.Model):
         indexes = [
             models.Index(fields=["submission", "status"], name="cell_submission_status"),
             models.Index(fields=["task", "length", "method", "budget"], name="cell_board_lookup"),
+            models.Index(fields=["status", "heartbeat_at"], name="cell_status_heartbeat"),
+            models.Index(fields=["worker", "status"], name="cell_worker_status"),
         ]
 
     def __str__(self) -> str:
@@ -139,6 +148,8 @@ class SampleResult(models.Model):
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_s = models.FloatField(null=True, blank=True)
     ttft_s = models.FloatField(null=True, blank=True)
+    decode_tokens_per_s = models.FloatField(
+        null=True, blank=True, help_text="Tokens after the first per second of decoding, as the backend measured.")
     error = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=32, blank=True, help_text="As the server (or local decoder) said.")
     answer_outcome = models.CharField(max_length=32, choices=SampleAnswer.choices, default=SampleAnswer.ANSWERED)

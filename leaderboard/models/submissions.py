@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from leaderboard import crypto
 from leaderboard.models.versions import BenchmarkVersion
 
 
 class ModelKind(models.TextChoices):
+    """What is evaluated. The worker side of each kind is an ``evalworkers.targets.Target``; what the web needs
+    to know of a kind (its queue, whether it runs KV methods) is here, once."""
+
     ENDPOINT = "endpoint", "Endpoint"
     HUGGINGFACE = "huggingface", "Local (Hugging Face)"
     REPORTED = "reported", "Reported"
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue its submissions run on: `api` (network-bound) or `gpu`; "" when never evaluated."""
+        return {"endpoint": "api", "huggingface": "gpu"}.get(self.value, "")
+
+    @property
+    def runs_kv_methods(self) -> bool:
+        """Whether its grid adds KV methods and budgets to the full cache (only a model we run ourselves)."""
+        return self.value == "huggingface"
 
 
 class ApiMode(models.TextChoices):
@@ -90,7 +107,9 @@ class Submission(models.Model):
     submitter = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions"
     )
-    kv_methods = models.JSONField(default=list, blank=True, help_text="Requested KV methods (local models).")
+    kv_methods = models.JSONField(
+        default=list, blank=True,
+        help_text='Requested compressing KV methods (local models); never "full": the full cache always runs.')
     kv_budgets = models.JSONField(default=list, blank=True, help_text="Requested KV budgets (local models).")
     status = models.CharField(max_length=16, choices=SubmissionStatus.choices, default=SubmissionStatus.QUEUED)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
@@ -163,6 +182,26 @@ class Submission(models.Model):
     def is_active(self) -> bool:
         return self.status in SubmissionStatus.active()
 
+    def clean(self) -> None:
+        if "full" in (self.kv_methods or []):
+            raise ValidationError({"kv_methods": 'List compressing methods only: the full cache ("full") always '
+                                                 "runs as every local submission's baseline."})
+
+    def end(self, status: str, *, reason: str = "", actor: Any = None, note: str | None = None) -> None:
+        """The one way a submission ends (completed, failed, cancelled, rejected): status, finish time, failure
+        reason, the API key erased, and the matching event in its history (``note``: the event's text, by default
+        the reason). Call it on a row locked with select_for_update, inside the transaction."""
+        if status not in SubmissionStatus.ended():
+            raise ValueError(f"{status!r} does not end a submission")
+        self.status = status
+        self.finished_at = timezone.now()
+        self.api_key_encrypted = ""  # the key is erased whenever a submission ends
+        if reason:
+            self.failure_reason = reason
+        self.save(update_fields=["status", "finished_at", "api_key_encrypted", "failure_reason"])
+        SubmissionEvent.objects.create(submission=self, actor=actor, action=ENDING_EVENTS[status],
+                                       note=(reason if note is None else note)[:2000])
+
 
 class EventAction(models.TextChoices):
     SUBMITTED = "submitted", "Submitted"
@@ -179,6 +218,7 @@ class EventAction(models.TextChoices):
     STARTED = "started", "Started"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+    RECOVERED = "recovered", "Cell recovered from a lost worker"
 
 
 class SubmissionEvent(models.Model):
@@ -196,3 +236,8 @@ class SubmissionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor or 'system'}"
+
+
+#: The event each ending status is logged as (``Submission.end``).
+ENDING_EVENTS = {SubmissionStatus.COMPLETED: EventAction.COMPLETED, SubmissionStatus.FAILED: EventAction.FAILED,
+                 SubmissionStatus.CANCELLED: EventAction.CANCELLED, SubmissionStatus.REJECTED: EventAction.REJECTED}

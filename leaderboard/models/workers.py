@@ -1,4 +1,4 @@
-"""What the workers are doing, kept current by Celery signals (see evalworkers/signals.py)."""
+"""What the workers are doing, kept current by Celery signals (see leaderboard/task_records.py)."""
 
 from __future__ import annotations
 
@@ -35,11 +35,14 @@ class TaskRecord(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    """One row per worker and queue, refreshed by the heartbeat task: proof a worker consumes that queue."""
+    """One row per worker and queue, refreshed every WORKER_HEARTBEAT_S by the worker itself
+    (evalworkers/liveness.py): proof that a worker consumes that queue. Not seen for WORKER_LOST_AFTER_S: lost."""
 
     worker = models.CharField(max_length=200)
     queue = models.CharField(max_length=40)
     seen_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the worker process started.")
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="When it shut down cleanly; null: running.")
 
     class Meta:
         ordering = ("-seen_at",)

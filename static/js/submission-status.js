@@ -70,6 +70,7 @@
     if (data.queue_position !== null) { setText("queue-position", String(data.queue_position + 1)); }
     show("eta", Boolean(data.eta && data.eta.text));
     setText("eta-text", data.eta ? data.eta.text : "");
+    setText("eta-label", data.eta && data.eta.held ? "Now:" : "Expected to finish in:");
     var overall = $("overall");
     if (overall) {
       overall.max = data.samples_total || 1;

@@ -10,16 +10,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evalworkers import prompt_sizing
-from evalworkers.backends import CircuitBreaker, EndpointBackend, probe
+from evalworkers.backends import CircuitBreaker
 from evalworkers.backends.options import OptionsError, describe_allowed, validate_request_options
-from evalworkers.benchmark import CalibratedCounter, HFTokenCounter, RenderOptions, min_length
-from evalworkers.evaluation import CellSpec, CellSummary, evaluate_samples, summarize
-from evalworkers.runner import DEFAULT_CHARS_PER_TOKEN, endpoint_sizing, engine_config, probe_options
-from leaderboard.models import BenchmarkVersion
-
-EFFICIENCY_KEYS = {"kv_bytes": "kv_bytes", "kv_bytes_full": "kv_bytes_full", "kept_fraction": "kept_fraction",
-                   "physical": "physical", "peak_mem_bytes": "peak_memory_bytes", "prefill_s": "prefill_s",
-                   "ttft_s": "ttft_s", "decode_tps": "decode_tokens_per_s"}
+from evalworkers.benchmark import CalibratedCounter, min_length
+from evalworkers.evaluation import CellSummary, evaluate_samples, summarize
+from evalworkers.kv import registry
+from evalworkers.targets import EndpointTarget, GridPoint, LocalTarget, SubmissionNotRunnable, Target
+from evalworkers.targets.endpoint import DEFAULT_CHARS_PER_TOKEN, engine_config
+from evalworkers.targets.local import config_for, query_aware
+from leaderboard.models import BenchmarkVersion, TaskSpec
 
 
 def _int_list(name: str, raw: str) -> list[int]:
@@ -115,9 +114,23 @@ class Command(BaseCommand):
         limit = opts["limit"] if opts["limit"] is not None else version.samples_per_cell
         if limit <= 0:
             raise CommandError(f"--limit must be a positive number of samples; got {limit}.")
-        if opts["local"]:
-            self._local(version, tasks, lengths, limit, opts)
-            return
+        target = self._local(version, lengths, opts) if opts["local"] else self._endpoint(version, lengths, opts)
+        try:
+            target.preflight()
+        except SubmissionNotRunnable as exc:
+            checked = exc.preflight.facts if exc.preflight else {}
+            code = f" ({checked['code']})" if checked.get("code") else ""
+            raise CommandError(f"The {'model' if opts['local'] else 'endpoint'} failed the pre-flight check{code}: "
+                               f"{exc}") from None
+        cells = []
+        for task in tasks:
+            for length in lengths:
+                for point in target.points():
+                    cells.append(self._cell(target, task, length, point, limit, as_json=bool(opts["json"])))
+        if opts["json"]:
+            self.stdout.write(json.dumps(cells))
+
+    def _endpoint(self, version: BenchmarkVersion, lengths: list[int], opts: dict) -> EndpointTarget:
         if not opts["model"]:
             raise CommandError("--model is required with --endpoint: the model name the endpoint serves.")
         api_key = None
@@ -142,50 +155,9 @@ class Command(BaseCommand):
                                          concurrency=concurrency or config.concurrency)
         except ValueError as exc:
             raise CommandError(f"--endpoint/--model: {exc}.") from None
+        return EndpointTarget(version, config, lengths=lengths, tokenizer_hint=hint)
 
-        checked = probe(config, required_context=max(lengths), timeout_s=settings.EVAL_PROBE_TIMEOUT_S,
-                        retry_window_s=settings.EVAL_PROBE_RETRY_S, **probe_options(version))
-        if not checked.ok:
-            raise CommandError(f"The endpoint failed the pre-flight check ({checked.code}): {checked.message}")
-        config = dataclasses.replace(config, **checked.learned().config_fields())
-        options = RenderOptions.from_version_params(version.params)
-        cells = []
-        with EndpointBackend(config) as backend:
-            for task in tasks:
-                for length in lengths:
-                    # Sized afresh per cell: calibration is per haystack kind, so per task.
-                    sizing = endpoint_sizing(backend, checked.learned(), checked.chars_per_token, hint)
-                    spec = CellSpec(seed=version.seed, task_key=task.key, task_type=task.task_type,
-                                    params=task.params, length=length, max_new_tokens=task.max_new_tokens,
-                                    samples=limit, api_mode=config.api_mode, options=options)
-                    spec, sizing = prompt_sizing.calibrate(spec, backend, sizing, 0)
-                    outcomes = evaluate_samples(spec, backend, sizing.counter, range(limit),
-                                                concurrency=config.concurrency,
-                                                breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD),
-                                                observe=sizing.observe)
-                    summary = summarize(outcomes)
-                    cells.append({"task": task.key, "length": length, "method": "full", "budget": 1.0,
-                                  "sizing": sizing.method.value, "score": summary.score,
-                                  "ci": [summary.ci_low, summary.ci_high], "ci_method": summary.ci_method,
-                                  "n": summary.n,
-                                  "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
-                                  "target_prompt_tokens": summary.target_prompt_tokens_mean,
-                                  "prompt_token_mismatch": summary.prompt_token_mismatch,
-                                  "top_error": summary.top_error, **answer_fields(summary)})
-                    if not opts["json"]:
-                        shown = "-" if summary.score is None else f"{summary.score:6.1f}"
-                        no_answer = f"  no final answer={summary.no_final_answer}" if summary.no_final_answer else ""
-                        self.stdout.write(f"{task.key:<20} {length:>7} tokens  score {shown}  n={summary.n} "
-                                          f"errors={summary.errors}  stopped on length={summary.finish_length}"
-                                          f"{no_answer}")
-        if opts["json"]:
-            self.stdout.write(json.dumps(cells))
-
-    def _local(self, version: BenchmarkVersion, tasks: list, lengths: list[int], limit: int, opts: dict) -> None:
-        from evalworkers import local_runs
-        from evalworkers.backends.local import LocalBackend, ModelLoadError, load
-        from evalworkers.kv import registry
-
+    def _local(self, version: BenchmarkVersion, lengths: list[int], opts: dict) -> LocalTarget:
         methods = [m.strip() for m in str(opts["methods"]).split(",") if m.strip()]
         budgets = _budget_list(str(opts["budgets"]))
         for name in methods:
@@ -193,53 +165,45 @@ class Command(BaseCommand):
                 registry.method(name)
             except registry.MethodError as exc:
                 raise CommandError(f"--methods: {exc}.") from None
-        points = [(m, 1.0) for m in methods if m == "full"] + [
-            (m, b) for m in methods if m != "full" for b in budgets]
-        for name, budget in points:
+        config = config_for(str(opts["local"]), opts["revision"], aware=query_aware(version))
+        target = LocalTarget(version, config, methods=methods, budgets=budgets, lengths=lengths,
+                             restrict_to_version=False)
+        for point in target.points():
             try:
-                registry.check_budget(name, budget, context_tokens=min(lengths))
+                registry.check_budget(point.method, point.budget, context_tokens=min(lengths))
             except registry.MethodError as exc:
                 raise CommandError(f"--methods/--budgets: {exc}.") from None
-        aware = local_runs.query_aware(version)
-        config = local_runs.config_for(str(opts["local"]), opts["revision"], aware=aware)
+        return target
+
+    def _cell(self, target: Target, task: TaskSpec, length: int, point: GridPoint, limit: int, *,
+              as_json: bool) -> dict:
+        """One cell, run and summarized exactly as a worker does (``Target.cell_run``, ``summarize``)."""
         try:
-            loaded = load(config)
-        except ModelLoadError as exc:
-            raise CommandError(f"--local: {exc}.") from None
-        options = RenderOptions.from_version_params(version.params)
-        cells = []
-        for task in tasks:
-            for length in lengths:
-                spec = CellSpec(seed=version.seed, task_key=task.key, task_type=task.task_type, params=task.params,
-                                length=length, max_new_tokens=task.max_new_tokens, samples=limit, options=options)
-                for name, budget in points:
-                    try:
-                        backend = LocalBackend(loaded, name, budget, files_dir=config.files_dir, query_aware=aware,
-                                               memory_limit_bytes=config.memory_limit_bytes)
-                    except ModelLoadError as exc:
-                        raise CommandError(f"--methods: {exc}.") from None
-                    sizing = prompt_sizing.Sizing(prompt_sizing.SizingMethod.MODEL_TOKENIZER,
-                                                  HFTokenCounter(loaded.tokenizer), measure=backend.count_prompt)
-                    point_spec, sizing = prompt_sizing.calibrate(spec, backend, sizing, 0)
-                    outcomes = evaluate_samples(point_spec, backend, sizing.counter, range(limit), concurrency=1)
-                    summary = summarize(outcomes)
-                    figures = local_runs.cell_efficiency(outcomes)
-                    oom = next((o for o in outcomes if o.metadata.get("oom")), None)
-                    cell = {"task": task.key, "length": length, "method": name, "budget": budget,
-                            "sizing": sizing.method.value, "score": summary.score,
-                            "ci": [summary.ci_low, summary.ci_high], "ci_method": summary.ci_method,
-                            "n": summary.n, "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
-                            "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
-                            "status": "oom" if oom else "completed", "query_aware": aware, **answer_fields(summary),
-                            **{key: figures.get(field) for key, field in EFFICIENCY_KEYS.items()}}
-                    cells.append(cell)
-                    if not opts["json"]:
-                        shown = "-" if summary.score is None else f"{summary.score:6.1f}"
-                        kv = cell["kv_bytes"]
-                        self.stdout.write(
-                            f"{task.key:<20} {length:>7} tokens  {name:<18} {budget:>5g}  score {shown}  "
-                            f"n={summary.n} errors={summary.errors}  "
-                            f"kv={'-' if kv is None else f'{kv / 2**20:.1f} MiB'}"
-                            + ("  OOM" if oom else ""))
-        if opts["json"]:
-            self.stdout.write(json.dumps(cells))
+            run = target.cell_run(point)
+        except SubmissionNotRunnable as exc:
+            raise CommandError(f"--local/--methods: {exc}.") from None
+        with run.backend as backend:
+            spec, sizing = prompt_sizing.calibrate(target.spec(task, length, samples=limit), backend, run.sizing, 0)
+            outcomes = evaluate_samples(spec, backend, sizing.counter, range(limit), concurrency=run.concurrency,
+                                        breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD),
+                                        observe=sizing.observe)
+        summary = summarize(outcomes)
+        oom = any(o.out_of_memory for o in outcomes)
+        efficiency = summary.efficiency.as_json() if summary.efficiency else {}
+        cell = {"task": task.key, "length": length, "method": point.method, "budget": point.budget,
+                "sizing": sizing.method.value, "status": "oom" if oom else "completed", "score": summary.score,
+                "ci": [summary.ci_low, summary.ci_high], "ci_method": summary.ci_method, "n": summary.n,
+                "errors": summary.errors, "prompt_tokens_mean": summary.prompt_tokens_mean,
+                "target_prompt_tokens": summary.target_prompt_tokens_mean,
+                "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
+                "ttft_s": summary.ttft_s, "decode_tokens_per_s": summary.decode_tokens_per_s,
+                **answer_fields(summary), **efficiency}
+        if not as_json:
+            shown = "-" if summary.score is None else f"{summary.score:6.1f}"
+            kv = cell.get("kv_bytes")
+            no_answer = f"  no final answer={summary.no_final_answer}" if summary.no_final_answer else ""
+            self.stdout.write(
+                f"{task.key:<20} {length:>7} tokens  {point.method:<18} {point.budget:>5g}  score {shown}  "
+                f"n={summary.n} errors={summary.errors}  stopped on length={summary.finish_length}{no_answer}"
+                + (f"  kv={kv / 2**20:.1f} MiB" if kv is not None else "") + ("  OOM" if oom else ""))
+        return cell

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from evalworkers import local_runs
 from evalworkers.backends import reference
 from evalworkers.backends.local import LocalBackend, ModelLoadError, load
 from evalworkers.backends.local_server import ModelServer
+from evalworkers.targets.local import config_for
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         if not 0 < port < 65536:
             raise CommandError(f"--port must be between 1 and 65535; got {port}.")
         source = str(opts["local"])
-        config = local_runs.config_for(source, opts["revision"])  # type: ignore[arg-type]
+        config = config_for(source, opts["revision"])  # type: ignore[arg-type]
         try:
             loaded = load(config)
             backend = LocalBackend(loaded, str(opts["method"]), float(opts["budget"]),  # type: ignore[arg-type]

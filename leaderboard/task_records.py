@@ -1,4 +1,4 @@
-"""Keep TaskRecord current from Celery's signals, so the web can show what the workers are doing.
+"""Keep TaskRecord (this app's model) current from Celery's signals, so the web can show what the workers are doing.
 
 Handlers never raise: bookkeeping must not fail a task or a publish.
 """
