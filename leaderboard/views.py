@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from evalworkers.benchmark import ruler
 from evalworkers.stats import METHOD_LABELS, IntervalMethod
-from leaderboard import board, charts, efficiency, pagecache, samples, versioning
+from leaderboard import board, charts, cost, efficiency, pagecache, samples, versioning
 from leaderboard.models import (
     BenchmarkVersion,
     LeaderboardRow,
@@ -178,6 +178,8 @@ def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "leaderboard/version.html", {
         "version": version, "tasks": tasks, "changes": versioning.changelog(version),
         "length_labels": [charts.length_label(n) for n in version.lengths], "kv_refused": version.kv_refused(),
+        "cost": cost.estimate(version, kind="endpoint"),
+        "local_cost": cost.estimate(version, kind="huggingface", grid_points=cost.offered_grid(version)),
     })
 
 
