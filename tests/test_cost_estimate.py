@@ -12,6 +12,7 @@ from django.core.management import call_command
 from leaderboard import cost
 from leaderboard.models import BenchmarkVersion, Cell, CellStatus, SampleResult, SubmissionStatus
 from tests.factories import make_default_version, make_entry, make_submission, make_version
+from tests.test_leaderboard_browser import browser  # noqa: F401  (the Chromium fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -189,3 +190,28 @@ def test_the_owner_sees_the_expected_duration_at_the_measured_speed_and_the_publ
     assert "<strong>about 29 minutes</strong> (estimated; measured on 3 timed requests of this submission" in page
     client.force_login(bob)
     assert "What it sends" not in text(client.get(f"/submissions/{sub.pk}/"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_submit_forms_script_states_the_cost_of_the_chosen_version_kind_and_kv_points(
+        live_server, browser, client, alice) -> None:  # noqa: F811  (the fixture imported above)
+    make_default_version("t1", tasks=2, samples_per_cell=5, kv_methods=["full", "snapkv", "streaming_llm"],
+                         kv_budgets=[1.0, 0.5, 0.25])
+    client.force_login(alice)
+    context = browser.new_context()
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                          "url": live_server.url}])
+    page = context.new_page()
+    page.goto(live_server.url + "/submit/")
+    chosen = page.locator("#cost-chosen")
+    assert chosen.is_visible()
+    assert chosen.inner_text() == ("Your choice on t1, computed: 20 requests, 14,720 prompt tokens (upper bound), "
+                                   "at most 640 new tokens. Expected duration: unknown until the endpoint is probed.")
+    page.check("input[name=kind][value=huggingface]")
+    page.check("input[name=kv_methods][value=snapkv]")
+    page.check("input[name=kv_methods][value=streaming_llm]")
+    page.check("input[name=kv_budgets][value='0.5']")
+    page.check("input[name=kv_budgets][value='0.25']")
+    assert chosen.inner_text().startswith("Your choice on t1 (5 KV points, the full cache included), computed: "
+                                          "100 requests, 73,600 prompt tokens")
+    context.close()
