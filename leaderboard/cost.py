@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 FULL_CACHE: tuple[tuple[str, float], ...] = (("full", 1.0),)
 SPEED_SAMPLE_LIMIT = 2000  # most recent timed requests a speed is measured on
 MIN_TIMED_REQUESTS = 3
+UNKNOWN_LOCAL = "unknown until the model is loaded on a worker and its first samples are timed"
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def estimate(version: BenchmarkVersion, *, kind: str,
     if not runs:
         return _with_duration(result, 0.0, False, "nothing runs: reported results are imported")
     if speed is None:
-        return result
+        return result if kind == "endpoint" else replace(result, duration_basis=UNKNOWN_LOCAL)
     return _with_duration(result, duration_at(result, speed), speed.is_lower_bound, speed.basis)
 
 

@@ -88,7 +88,9 @@ def test_a_submission_of_a_local_model_is_estimated_on_the_kv_points_it_asked_fo
     sub = make_submission(version=version, model=make_entry(kind="huggingface", hf_repo="org/model"),
                           kv_methods=["snapkv"], kv_budgets=[0.5, 0.25])
     assert cost.grid_for(sub) == (("full", 1.0), ("snapkv", 0.5), ("snapkv", 0.25))
-    assert cost.for_submission(sub).requests == 3 * cost.estimate(version, kind="huggingface").requests
+    estimate = cost.for_submission(sub)
+    assert estimate.requests == 3 * cost.estimate(version, kind="huggingface").requests
+    assert estimate.duration_s is None and estimate.duration_basis == cost.UNKNOWN_LOCAL
 
 
 def test_without_a_probe_or_timed_requests_the_duration_is_unknown() -> None:
