@@ -116,7 +116,7 @@ class CostEstimate:
         return f"at least {humanize(self.duration_s).removeprefix('about ')}"
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready figures (for json_script and the API), with units in the key names' documentation above."""
+        """JSON-ready figures (for json_script, the admin or the API): counts of requests and tokens, seconds."""
         data = asdict(self)
         data["grid_points"] = [list(p) for p in self.grid_points]
         data["lengths"] = list(self.lengths)
