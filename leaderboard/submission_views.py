@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from leaderboard import moderation, progress, submitting
+from leaderboard import cost, moderation, progress, submitting
 from leaderboard.forms import SignupForm, SubmissionForm
 from leaderboard.models import Submission, SubmissionStatus, Visibility
 
@@ -83,9 +83,12 @@ def submit(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Submission #{sub.pk} is in. This page follows it as it runs.")
             return redirect("leaderboard:submission", submission_id=sub.pk)
     status = 400 if request.method == "POST" else 200
+    costs = [(v, cost.estimate(v, kind="endpoint")) for v in form.versions]
     return render(request, "leaderboard/submit.html", {
         "form": form, "quota": quota, "duplicate": duplicate, "versions": form.versions,
-        "allow_private": settings.ALLOW_PRIVATE_ENDPOINTS,
+        "allow_private": settings.ALLOW_PRIVATE_ENDPOINTS, "costs": costs,
+        "cost_data": {v.slug: {"requests": c.requests, "prompt_tokens": c.prompt_tokens,
+                               "new_tokens_max": c.new_tokens_max, "offered": v.kv_offered()} for v, c in costs},
     }, status=status)
 
 
@@ -114,6 +117,7 @@ def submission_status(request: HttpRequest, submission_id: int) -> HttpResponse:
         "sub": sub, "entry": sub.model, "role": role, "private": role != "public",
         "snap": progress.snapshot(sub, role), "events": progress.events_for(sub, role),
         "actions": allowed, "poll_ms": int(settings.STATUS_POLL_SECONDS * 1000),
+        "cost": cost.for_submission(sub) if role != "public" else None,
     })
 
 

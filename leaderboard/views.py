@@ -10,7 +10,18 @@ from django.shortcuts import get_object_or_404, render
 
 from evalworkers.benchmark import ruler
 from evalworkers.stats import METHOD_LABELS, IntervalMethod
-from leaderboard import board, charts, efficiency, pagecache, samples, versioning, workers
+from leaderboard import (
+    board,
+    charts,
+    cost,
+    efficiency,
+    pagecache,
+    partial,
+    progress,
+    samples,
+    versioning,
+    workers,
+)
 from leaderboard.models import (
     BenchmarkVersion,
     LeaderboardRow,
@@ -65,16 +76,27 @@ def _public_submission(request: HttpRequest, submission_id: int) -> Submission:
     sub = get_object_or_404(Submission.objects.select_related("model", "version"), pk=submission_id)
     if sub.visibility == Visibility.HIDDEN and not request.user.is_staff:
         raise Http404("This result was withdrawn from the leaderboard.")
-    if sub.status != SubmissionStatus.COMPLETED and not request.user.is_staff:
-        raise Http404("This submission has no results yet.")
     return sub
 
 
 def model_detail(request: HttpRequest, submission_id: int) -> HttpResponse:
     sub = _public_submission(request, submission_id)
-    if sub.status != SubmissionStatus.COMPLETED:  # staff looking at a running one: its cells still move
-        return _model_detail(request, sub)
+    if sub.status != SubmissionStatus.COMPLETED:  # its cells still move (or it ended without a result)
+        return _unfinished(request, sub)
     return pagecache.cached_page(request, sub.version, lambda: _model_detail(request, sub))
+
+
+def _unfinished(request: HttpRequest, sub: Submission) -> HttpResponse:
+    """A submission without a result yet: where it stands, a link to its status, and the cells finished so far."""
+    role = progress.role_of(request.user, sub)
+    done = partial.partial_results(sub)
+    return render(request, "leaderboard/model_unfinished.html", {
+        "sub": sub, "entry": sub.model, "version": sub.version, "done": done,
+        "explanation": progress.explanation(sub, role, progress.queue_position(sub)),
+        "length_labels": [charts.length_label(n) for n in done.lengths],
+        "heatmap_div": (charts.to_div(charts.task_heatmap_figure(done.task_scores, list(done.lengths)))
+                        if done.has_scores else ""),
+    })
 
 
 def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
@@ -165,6 +187,8 @@ def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "leaderboard/version.html", {
         "version": version, "tasks": tasks, "changes": versioning.changelog(version),
         "length_labels": [charts.length_label(n) for n in version.lengths], "kv_refused": version.kv_refused(),
+        "cost": cost.estimate(version, kind="endpoint"),
+        "local_cost": cost.estimate(version, kind="huggingface", grid_points=cost.offered_grid(version)),
     })
 
 
