@@ -112,7 +112,7 @@ def pick_version(slug: str) -> BenchmarkVersion | None:
     versions = BenchmarkVersion.objects.browsable()
     if slug:
         return versions.filter(slug=slug).first()
-    return versions.filter(is_default=True).first() or versions.first()
+    return versions.default() or versions.first()
 
 
 def version_stamp(slug: str) -> tuple[int, object] | None:

@@ -188,7 +188,7 @@ def _with_duration(cost: CostEstimate, seconds: float, lower_bound: bool, basis:
 
 def offered_grid(version: BenchmarkVersion) -> tuple[tuple[str, float], ...]:
     """The full cache plus every (method, budget) a version offers: the most a local model can ask for."""
-    offered = version.kv_offered()
+    offered = {method: budgets for method, budgets in version.kv_offered().items() if budgets}
     every_budget = sorted({b for budgets in offered.values() for b in budgets}, reverse=True)
     return tuple(kv_registry.grid(list(offered), every_budget, offered=offered))
 

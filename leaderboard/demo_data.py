@@ -238,7 +238,8 @@ def confidence_interval(score: float, n: int) -> tuple[float, float]:
 
 def _grid(model: DemoModel, version: BenchmarkVersion) -> list[kv_registry.GridPoint]:
     """A fictional local model ran every point its version offers; an endpoint, the full cache."""
-    offered = version.kv_offered() if ModelKind(model.kind).runs_kv_methods else {}
+    offered = ({m: budgets for m, budgets in version.kv_offered().items() if budgets}
+               if ModelKind(model.kind).runs_kv_methods else {})
     return kv_registry.grid(list(offered), sorted({b for bs in offered.values() for b in bs}, reverse=True),
                             offered=offered)
 

@@ -126,10 +126,6 @@ def clone(version: BenchmarkVersion, slug: str | None = None) -> BenchmarkVersio
     return draft
 
 
-def default_version() -> BenchmarkVersion | None:
-    return BenchmarkVersion.objects.filter(is_default=True).first()
-
-
 def changelog(version: BenchmarkVersion) -> list[str]:
     """What changed from the version it was cloned from, in plain sentences (for the version page)."""
     parent = version.cloned_from

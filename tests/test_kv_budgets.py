@@ -125,14 +125,15 @@ def test_at_each_offered_budget_the_measured_kept_fraction_is_the_budget_or_reco
         tiny, tiny_llama: Path, kv_files: Path, name: str, budget: float) -> None:
     prefix, suffix = prompt(tiny)
     plan = registry.plan(name, budget, files_dir=kv_files, model_name=str(tiny_llama))
-    _, eff = generate(tiny.model, prefix, suffix, plan, max_new_tokens=2, eos_ids=tiny.eos_ids)
-    per_token = eff.kv_bytes_full / eff.compressed_tokens
+    _, gen = generate(tiny.model, prefix, suffix, plan, max_new_tokens=2, eos_ids=tiny.eos_ids)
+    eff = gen.efficiency
+    per_token = eff.kv_bytes_full / gen.compressed_tokens
     if name == "kv_quant":  # packed integers plus per-group scales and shifts: a little above bits / 16
         assert eff.physical and budget < eff.kept_fraction < budget * 1.35
     elif name == "chunkkv":  # whole 20-token chunks, the last one partial: within two chunks of the budget
         assert eff.physical and abs(eff.kv_bytes - budget * eff.kv_bytes_full) <= 40 * per_token
     elif name == "duo_attention":  # whole heads streaming, each keeping its 4 + 16 window: measured, logical
-        windows = (1 - budget) * 20 / eff.compressed_tokens
+        windows = (1 - budget) * 20 / gen.compressed_tokens
         assert not eff.physical and eff.kv_bytes == eff.kv_bytes_full
         assert eff.kept_fraction == pytest.approx(budget + windows, abs=1e-3)
     elif name == "think":  # zeroed key channels read off the cache: within one channel of 32 (half the bytes)
@@ -164,9 +165,10 @@ def test_budget_one_of_every_method_generates_exactly_what_the_plain_model_does(
     whole = torch.cat([prefix, suffix], dim=1)
     expected = tiny.model.generate(whole, attention_mask=torch.ones_like(whole), max_new_tokens=8, do_sample=False,
                                    eos_token_id=tiny.eos_ids, pad_token_id=tiny.eos_ids[0])
-    tokens, eff = generate(tiny.model, prefix, suffix, registry.plan(name, 1.0), max_new_tokens=8,
+    tokens, gen = generate(tiny.model, prefix, suffix, registry.plan(name, 1.0), max_new_tokens=8,
                            eos_ids=tiny.eos_ids)
     assert tokens == expected[0, whole.shape[1]:].tolist()
+    eff = gen.efficiency
     assert eff.kv_bytes == eff.kv_bytes_full and eff.kept_fraction == 1.0
 
 

@@ -40,25 +40,25 @@ def test_full_cache_gives_exactly_the_tokens_of_plain_greedy_generate(tiny) -> N
     expected = tiny.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12,
                                    do_sample=False, eos_token_id=tiny.eos_ids, pad_token_id=tiny.eos_ids[0])
     for method in ("full", "snapkv", "streaming_llm"):  # budget 1.0 of any method is the uncompressed model
-        tokens, eff = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), registry.plan(method, 1.0),
+        tokens, gen = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), registry.plan(method, 1.0),
                                max_new_tokens=12, eos_ids=tiny.eos_ids)
         assert tokens == expected[0, prompt.shape[1]:].tolist(), method
-        assert eff.kv_bytes == eff.kv_bytes_full and eff.kept_fraction == 1.0
+        assert gen.efficiency.kv_bytes == gen.efficiency.kv_bytes_full and gen.efficiency.kept_fraction == 1.0
 
 
 @pytest.mark.parametrize("method", PHYSICAL)
 @pytest.mark.parametrize("budget", [0.5, 0.25])
 def test_a_physical_method_keeps_its_budget_of_the_cache_bytes(tiny, method: str, budget: float) -> None:
     prefix, suffix = render(tiny.tokenizer, request())
-    _, eff = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), registry.plan(method, budget),
+    _, gen = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), registry.plan(method, budget),
                       max_new_tokens=4, eos_ids=tiny.eos_ids)
-    assert eff.physical is True
+    assert gen.efficiency.physical is True
     # kvpress keeps int(n * budget) tokens per head (rounded down): within 2% of budget x full bytes. ChunkKV
     # rounds to whole chunks of 20 tokens, and its last chunk may be partial, so one chunk more is allowed.
-    per_token = eff.kv_bytes_full / eff.compressed_tokens
-    slack = max(0.02 * budget * eff.kv_bytes_full, 20 * per_token if method == "chunkkv" else 0)
-    assert abs(eff.kv_bytes - budget * eff.kv_bytes_full) <= slack
-    assert eff.compressed_tokens < eff.prompt_tokens  # context-only: the question was not compressed
+    per_token = gen.efficiency.kv_bytes_full / gen.compressed_tokens
+    slack = max(0.02 * budget * gen.efficiency.kv_bytes_full, 20 * per_token if method == "chunkkv" else 0)
+    assert abs(gen.efficiency.kv_bytes - budget * gen.efficiency.kv_bytes_full) <= slack
+    assert gen.compressed_tokens < gen.prompt_tokens  # context-only: the question was not compressed
 
 
 @pytest.mark.parametrize("method", LOGICAL)
@@ -68,11 +68,11 @@ def test_a_logical_only_method_records_the_full_bytes_it_really_holds(reference_
     model = load(LocalModelConfig(source="reference", models_dir=reference_models_dir))
     prefix, suffix = render(model.tokenizer, request())
     budget = registry.METHODS[method].budgets.points[0]  # AdaKV 0.5; ThinK 0.8 (40% of key channels pruned)
-    _, eff = generate(model.model, ids(model, prefix), ids(model, suffix), registry.plan(method, budget),
+    _, gen = generate(model.model, ids(model, prefix), ids(model, suffix), registry.plan(method, budget),
                       max_new_tokens=4, eos_ids=model.eos_ids)
-    assert eff.physical is False
-    assert eff.kv_bytes == eff.kv_bytes_full
-    assert eff.kept_fraction == pytest.approx(budget, abs=1 / 128)  # ThinK: whole channels of 64
+    assert gen.efficiency.physical is False
+    assert gen.efficiency.kv_bytes == gen.efficiency.kv_bytes_full
+    assert gen.efficiency.kept_fraction == pytest.approx(budget, abs=1 / 128)  # ThinK: whole channels of 64
 
 
 @pytest.mark.parametrize(("budget", "bits"), [(0.25, 4), (0.125, 2)])
@@ -80,10 +80,10 @@ def test_the_quantized_cache_is_measured_by_its_packed_size(tiny, budget: float,
     plan = registry.plan("kv_quant", budget)
     assert plan.quant_bits == bits
     prefix, suffix = render(tiny.tokenizer, request())
-    _, eff = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), plan, max_new_tokens=4,
+    _, gen = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), plan, max_new_tokens=4,
                       eos_ids=tiny.eos_ids)
     # Packed integers plus per-group scales and shifts: a little above bits/16, far below the full cache.
-    assert budget < eff.kept_fraction < budget * 1.35
+    assert budget < gen.efficiency.kept_fraction < budget * 1.35
 
 
 def test_query_aware_compresses_the_question_with_the_context(tiny) -> None:
@@ -94,15 +94,15 @@ def test_query_aware_compresses_the_question_with_the_context(tiny) -> None:
     _, aware = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), plan, max_new_tokens=2,
                         eos_ids=tiny.eos_ids, query_aware=True)
     assert context_only.compressed_tokens == ids(tiny, prefix).shape[1]
-    assert aware.compressed_tokens == aware.prompt_tokens and aware.query_aware
+    assert aware.compressed_tokens == aware.prompt_tokens and aware.efficiency.query_aware
 
 
 def test_the_memory_cap_stops_the_full_cache_and_lets_a_small_budget_fit(tiny) -> None:
     prefix, suffix = render(tiny.tokenizer, request())
     full_bytes = registry.plan("full", 1.0)
-    _, eff = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), full_bytes, max_new_tokens=2,
+    _, gen = generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), full_bytes, max_new_tokens=2,
                       eos_ids=tiny.eos_ids)
-    cap = eff.kv_bytes // 2
+    cap = gen.efficiency.kv_bytes // 2
     with pytest.raises(KVOutOfMemory) as raised:
         generate(tiny.model, ids(tiny, prefix), ids(tiny, suffix), full_bytes, max_new_tokens=2,
                  eos_ids=tiny.eos_ids, memory_limit_bytes=cap)

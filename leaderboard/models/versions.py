@@ -54,6 +54,11 @@ class BenchmarkVersionQuerySet(models.QuerySet):
     def browsable(self) -> BenchmarkVersionQuerySet:
         return self.exclude(status=VersionStatus.DRAFT)
 
+    def default(self) -> BenchmarkVersion | None:
+        """The default version (at most one, always published: a constraint), or None; the one place that
+        says which version a page, the form or a command uses when none is named."""
+        return self.filter(is_default=True).first()
+
 
 class BenchmarkVersion(models.Model):
     FROZEN_FIELDS: ClassVar[tuple[str, ...]] = (

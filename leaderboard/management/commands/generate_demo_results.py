@@ -42,7 +42,7 @@ class Command(BaseCommand):
         published = BenchmarkVersion.objects.filter(status=VersionStatus.PUBLISHED)
         known = ", ".join(published.order_by("slug").values_list("slug", flat=True)) or "none"
         if slug is None:
-            version = published.filter(is_default=True).first()
+            version = published.default()
             if version is None:
                 raise CommandError(f"--version: there is no default version; pass one of: {known} "
                                    "(run seed_versions first if there are none).")
