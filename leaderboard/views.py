@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from evalworkers.benchmark import ruler
 from evalworkers.stats import METHOD_LABELS, IntervalMethod
-from leaderboard import board, charts, efficiency, pagecache, samples, versioning
+from leaderboard import board, charts, efficiency, pagecache, sample_preview, samples, versioning
 from leaderboard.models import (
     BenchmarkVersion,
     LeaderboardRow,
@@ -179,6 +179,12 @@ def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "version": version, "tasks": tasks, "changes": versioning.changelog(version),
         "length_labels": [charts.length_label(n) for n in version.lengths], "kv_refused": version.kv_refused(),
     })
+
+
+def version_samples(request: HttpRequest, slug: str) -> HttpResponse:
+    """Read-only: any sample of a published or retired version, as the workers generate it."""
+    version = get_object_or_404(BenchmarkVersion.objects.browsable(), slug=slug)
+    return render(request, "leaderboard/version_samples.html", sample_preview.preview_context(version, request.GET))
 
 
 def status(request: HttpRequest) -> HttpResponse:
