@@ -147,6 +147,8 @@ class BenchmarkVersionAdmin(admin.ModelAdmin):
         extra = [
             path("<path:object_id>/clone/", self.admin_site.admin_view(self.clone_view),
                  name="leaderboard_benchmarkversion_clone"),
+            path("<path:object_id>/publish/", self.admin_site.admin_view(self.publish_view),
+                 name="leaderboard_benchmarkversion_publish"),
             path("<path:object_id>/preview/", self.admin_site.admin_view(self.preview_view),
                  name="leaderboard_benchmarkversion_preview"),
         ]
@@ -173,6 +175,14 @@ class BenchmarkVersionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Cloned '{obj.slug}' into the draft '{draft.slug}': change its spec here, "
                           "check its samples, then publish it.", messages.SUCCESS)
         return redirect("admin:leaderboard_benchmarkversion_change", draft.pk)
+
+    def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if request.method == "POST":
+            if obj is None or not self.has_change_permission(request, obj):
+                raise PermissionDenied
+            _apply(self, request, self.get_queryset(request).filter(pk=obj.pk), versioning.publish, "Published")
+        return redirect("admin:leaderboard_benchmarkversion_change", object_id)
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, object_id)

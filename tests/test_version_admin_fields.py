@@ -223,3 +223,17 @@ def test_a_cloned_drafts_page_lists_its_differences_task_by_task(client, charlie
     assert "lengths: [512, 1024] -&gt; [512, 2048]" in html
     assert "task changed: niah_1 (max new tokens: 32 -&gt; 64; depth_percent: null -&gt; 10)" in html
     assert "task added: vt_new" in html and "task removed: niah_0" in html
+
+
+def test_a_draft_is_published_from_its_own_page_and_then_reads_as_frozen(client, charlie) -> None:
+    draft = make_version()
+    empty = make_version("empty", tasks=0)
+    client.force_login(charlie)
+    html = client.get(change_url(draft)).content.decode()
+    assert 'form="publish-version"' in html
+    response = client.post(f"/admin/leaderboard/benchmarkversion/{empty.pk}/publish/", follow=True)
+    assert "has no tasks" in response.content.decode()
+    response = client.post(f"/admin/leaderboard/benchmarkversion/{draft.pk}/publish/", follow=True)
+    assert "Published 1 item" in response.content.decode() and 'form="clone-version"' in response.content.decode()
+    draft.refresh_from_db()
+    assert draft.status == "published" and draft.spec_hash == versioning.spec_hash(draft)
