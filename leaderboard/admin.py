@@ -86,8 +86,9 @@ class TaskSpecInline(admin.TabularInline):
 
 def submission_cost(version: BenchmarkVersion) -> object | None:
     """HOOK (issue #13): what one submission on `version` sends (requests and prompt tokens, per length and
-    overall), from leaderboard/cost.py once it lands; shown on the change page before publishing. Until then
-    None, and the section is left out. Wire the estimate here; do not estimate a second time."""
+    overall), from leaderboard/cost.py once it lands (e.g. its `estimate(version, kind="endpoint")`), shown on the
+    change page before publishing (templates/admin/leaderboard/benchmarkversion/change_form.html, `cost`). Until
+    then None, and the section is left out. Wire the estimate here; do not estimate a second time."""
     return None
 
 
