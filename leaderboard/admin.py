@@ -73,6 +73,11 @@ class TaskSpecInline(admin.TabularInline):
     def get_readonly_fields(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> tuple[str, ...]:
         return self.frozen_fields if _frozen(obj) else ("category",)
 
+    def get_formset(self, request: HttpRequest, obj: BenchmarkVersion | None = None, **kwargs: object):
+        if _frozen(obj):
+            kwargs["form"] = forms.ModelForm  # every field read-only: none of the structured inputs
+        return super().get_formset(request, obj, **kwargs)
+
     def has_add_permission(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> bool:
         return not _frozen(obj) and super().has_add_permission(request, obj)
 

@@ -3,7 +3,9 @@ field, a frozen version read-only with its clone action, and a clone's differenc
 
 from __future__ import annotations
 
+import html as htmllib
 import re
+from html.parser import HTMLParser
 
 import pytest
 
@@ -33,6 +35,53 @@ def editable_names(html: str) -> set[str]:
     tags = re.findall(r"<(?:input|select|textarea)\b[^>]*>", html)
     return {re.search(r'name="([^"]+)"', t)[1] for t in tags
             if 'name="' in t and 'type="hidden"' not in t and "csrfmiddlewaretoken" not in t}
+
+
+class FormValues(HTMLParser):
+    """What a browser would post from a form: inputs, checked boxes, selected options and text areas."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[tuple[str, str]] = []
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "button", "file"):
+            if a.get("type") in ("checkbox", "radio") and "checked" not in a:
+                return
+            self.values.append((name, a.get("value") or ("on" if a.get("type") == "checkbox" else "")))
+        elif tag == "select":
+            self._select = name
+        elif tag == "option" and self._select and "selected" in a:
+            self.values.append((self._select, a.get("value", "")))
+        elif tag == "textarea":
+            self._textarea = name
+            self.values.append((name, ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            name, text = self.values.pop()
+            self.values.append((name, text + data))
+
+
+def rendered_form(html: str) -> dict[str, list[str]]:
+    """The main change form's values, skipping the empty template row the admin clones for "Add another"."""
+    parser = FormValues()
+    parser.feed(html.split('id="benchmarkversion_form"')[1].split("</form>")[0])
+    out: dict[str, list[str]] = {}
+    for name, value in parser.values:
+        if "__prefix__" not in name:
+            out.setdefault(name, []).append(value)
+    return out
 
 
 def test_a_drafts_structured_fields_show_the_stored_spec_and_saving_them_changes_nothing(client, charlie) -> None:
@@ -180,6 +229,20 @@ def test_a_published_versions_change_page_has_no_editable_spec_inputs(client, ch
     assert 'name="tasks-MAX_NUM_FORMS" value="0"' in html and "tasks-0-DELETE" not in html  # no rows added or removed
 
 
+def test_a_published_versions_page_saves_a_new_title_from_the_inputs_it_renders(client, charlie) -> None:
+    version = make_version(publish=True, tasks=2)
+    client.force_login(charlie)
+    html = client.get(change_url(version)).content.decode()
+    main_form = html.split('id="benchmarkversion_form"')[1].split("</form>")[0]
+    data = {m[1]: htmllib.unescape(m[2]) for m in re.finditer(
+        r'<input type="hidden" name="([^"]+)" value="([^"]*)"', main_form)}
+    data.update(title="Renamed", notes="Why it was renamed.")
+    response = client.post(change_url(version), data)
+    assert response.status_code == 302, (form_errors(response), row_errors(response), data)
+    stored = BenchmarkVersion.objects.get(pk=version.pk)
+    assert (stored.title, stored.spec_hash) == ("Renamed", version.spec_hash)
+
+
 def test_a_draft_has_no_clone_button_and_editable_spec_inputs(client, charlie) -> None:
     version = make_version()
     client.force_login(charlie)
@@ -237,3 +300,25 @@ def test_a_draft_is_published_from_its_own_page_and_then_reads_as_frozen(client,
     assert "Published 1 item" in response.content.decode() and 'form="clone-version"' in response.content.decode()
     draft.refresh_from_db()
     assert draft.status == "published" and draft.spec_hash == versioning.spec_hash(draft)
+
+
+def test_a_drafts_page_posted_back_as_rendered_changes_nothing(client, charlie) -> None:
+    from tests.factories import make_version as mk
+
+    version = mk(kv_methods=["full", "snapkv", "think"], kv_budgets=[1.0, 0.5], kv_method_budgets={"think": [0.7]},
+                 params={"query_aware": True, "reasoning": False}, tasks=2, lengths=[2048, 4096])
+    vt = TaskSpec(version=version, key="vt", task_type="variable_tracking", params={"num_hops": 3, "template": "ruler"},
+                  max_new_tokens=30)
+    vt.full_clean()
+    vt.save()
+    before = versioning.spec_of(version)
+    client.force_login(charlie)
+    data = rendered_form(client.get(change_url(version)).content.decode())
+    response = client.post(change_url(version), data)
+    assert response.status_code == 302, (form_errors(response), [row_errors(response, i) for i in range(3)],
+                                         response.context["inline_admin_formsets"][0].formset.non_form_errors())
+    assert versioning.spec_of(BenchmarkVersion.objects.get(pk=version.pk)) == before
+    data["tasks-2-params__variable_tracking__num_hops"] = ["5"]
+    assert client.post(change_url(version), data).status_code == 302
+    assert version.tasks.get(key="vt").params == {"haystack": "noise", "num_chains": 1, "num_hops": 5,
+                                                   "template": "ruler"}
