@@ -144,3 +144,35 @@ def test_a_visitor_opens_a_sample_from_the_version_page_in_a_browser(live_server
     haystack.locator("summary").click()
     assert haystack.locator("pre").is_visible()
     page.screenshot(path=str(ARTIFACTS / "sample-preview.png"), full_page=False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_curator_clones_changes_a_task_type_and_previews_the_draft_in_a_browser(live_server, browser,  # noqa: F811
+                                                                                   client, charlie) -> None:
+    from leaderboard.models import BenchmarkVersion
+
+    source = make_version("src", publish=True, lengths=[1024, 2048])
+    client.force_login(charlie)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+    page = context.new_page()
+    page.goto(f"{live_server.url}/admin/leaderboard/benchmarkversion/{source.pk}/change/")
+    with page.expect_navigation():
+        page.click("#frozen-notice button:has-text('Clone into a new draft')")
+    draft = BenchmarkVersion.objects.get(cloned_from=source)
+    assert page.url.endswith(f"/benchmarkversion/{draft.pk}/change/")
+    num_keys = page.locator("input[name='tasks-0-params__niah_multikey__num_keys']")
+    assert not num_keys.is_visible()
+    page.select_option("select[name='tasks-0-task_type']", "niah_multikey")
+    assert num_keys.is_visible()  # static/js/task-params.js shows the chosen type's parameters
+    assert not page.locator("select[name='tasks-0-params__niah_single__haystack']").is_visible()
+    num_keys.fill("6")
+    with page.expect_navigation():
+        page.click("input[name='_continue']")
+    task = draft.tasks.get()
+    assert (task.task_type, task.params["num_keys"]) == ("niah_multikey", 6)
+    assert "task changed: niah_0 (type: niah_single -&gt; niah_multikey" in page.content()
+    with page.expect_navigation():
+        page.click("#draft-notice a:has-text('Preview samples')")
+    assert page.locator("mark.insert").count() == 6
+    assert page.locator(".insert-label:has-text('asked')").count() == 1
