@@ -394,7 +394,8 @@ class TaskParamsField(forms.Field):
 
 
 def params_text(params: Mapping[str, Any] | None) -> str:
-    """Params in words for pages: "haystack noise, key_type words, depth_percent (none)"; "defaults" when empty."""
+    """Params in words for pages, by name: "depth_percent (none), haystack noise"; "defaults" when empty."""
     if not params:
         return "defaults"
-    return ", ".join(f"{k} {'(none)' if v is None else _bool_text(v) or _number_text(v)}" for k, v in params.items())
+    return ", ".join(f"{k} {'(none)' if v is None else _bool_text(v) or _number_text(v)}"
+                     for k, v in sorted(params.items()))  # PostgreSQL's jsonb keeps its own key order
