@@ -21,9 +21,6 @@ from leaderboard.spec_fields import (
     stored_options,
 )
 
-SPEC_FIELDS = ("slug", "seed", "lengths", "samples_per_cell", "effective_length_threshold", "kv_methods",
-               "kv_budgets", "kv_method_budgets", "params")
-
 
 class BenchmarkVersionForm(forms.ModelForm):
     lengths = LengthsField(help_text="Context lengths in tokens, ascending: 4096, 8192 or 4K, 8K (K = 1,024). "
