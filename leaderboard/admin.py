@@ -1,6 +1,7 @@
 """Django admin: curating benchmark versions and moderating submissions.
 
-The frozen-version rule lives in the model layer; the admin only turns its errors into messages.
+The frozen-version rule lives in the model layer; the admin shows a frozen version read-only and turns the
+model's refusals into messages.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from leaderboard import importing, moderation, versioning
+from leaderboard import cost, importing, moderation, versioning
 from leaderboard.models import (
     BenchmarkVersion,
     Cell,
     ModelEntry,
+    ModelKind,
     Submission,
     SubmissionEvent,
     TaskRecord,
@@ -29,6 +31,9 @@ from leaderboard.models import (
     Visibility,
     WorkerHeartbeat,
 )
+from leaderboard.sample_preview import preview_context
+from leaderboard.spec_fields import length_text, params_text
+from leaderboard.version_forms import BenchmarkVersionForm, FrozenVersionForm, TaskSpecForm, TaskSpecFormSet
 
 
 def _apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet,
@@ -45,18 +50,51 @@ def _apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
         modeladmin.message_user(request, f"{verb} {done} item(s).", messages.SUCCESS)
 
 
+def _frozen(obj: BenchmarkVersion | None) -> bool:
+    return obj is not None and obj.is_frozen
+
+
 class TaskSpecInline(admin.TabularInline):
+    """A draft's tasks with parameters from each type's schema; a frozen version's tasks, read-only."""
+
     model = TaskSpec
+    form = TaskSpecForm
+    formset = TaskSpecFormSet
     extra = 0
     fields = ("key", "task_type", "category", "params", "weight", "max_new_tokens")
-    readonly_fields = ("category",)
+    frozen_fields = ("key", "task_type", "category", "parameters", "weight", "max_new_tokens")
+
+    class Media:
+        js = ("js/task-params.js",)
+        css = {"all": ("css/spec-admin.css",)}
+
+    def get_fields(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> tuple[str, ...]:
+        return self.frozen_fields if _frozen(obj) else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> tuple[str, ...]:
+        return self.frozen_fields if _frozen(obj) else ("category",)
+
+    def get_formset(self, request: HttpRequest, obj: BenchmarkVersion | None = None, **kwargs: object):
+        if _frozen(obj):
+            kwargs["form"] = forms.ModelForm  # every field read-only: none of the structured inputs
+        return super().get_formset(request, obj, **kwargs)
+
+    def has_add_permission(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> bool:
+        return not _frozen(obj) and super().has_add_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> bool:
+        return not _frozen(obj) and super().has_delete_permission(request, obj)
+
+    @admin.display(description="parameters")
+    def parameters(self, obj: TaskSpec) -> str:
+        return params_text(obj.params)
 
 
-class BenchmarkVersionForm(forms.ModelForm):
-    class Meta:
-        model = BenchmarkVersion
-        fields = ("slug", "title", "notes", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
-                  "kv_methods", "kv_budgets", "kv_method_budgets", "params")
+def submission_cost(version: BenchmarkVersion) -> dict[str, cost.CostEstimate]:
+    """What one submission on `version` sends, before publishing: an endpoint's, and a local model's that asks for
+    every KV point the version offers (``cost.estimate``)."""
+    return {"endpoint": cost.estimate(version, kind=ModelKind.ENDPOINT),
+            "local": cost.estimate(version, kind=ModelKind.HUGGINGFACE, grid_points=cost.offered_grid(version))}
 
 
 @admin.register(BenchmarkVersion)
@@ -67,24 +105,98 @@ class BenchmarkVersionAdmin(admin.ModelAdmin):
                     "published_at")
     list_filter = ("status", "is_default")
     search_fields = ("slug", "title")
-    readonly_fields = ("status", "is_default", "spec_hash", "cloned_from", "published_at", "retired_at")
+    state_fields = ("status", "is_default", "spec_hash", "cloned_from", "published_at", "retired_at")
+    readonly_fields = state_fields
+    frozen_spec_fields = ("slug", "seed", "lengths_text", "samples_per_cell", "effective_length_threshold",
+                          "kv_text", "options_text")
     actions = ("publish_versions", "retire_versions", "clone_versions", "make_default_version")
 
     @admin.display(description="tasks")
     def task_count(self, obj: BenchmarkVersion) -> int:
         return obj.tasks.count()
 
+    @admin.display(description="lengths")
+    def lengths_text(self, obj: BenchmarkVersion) -> str:
+        return f"{', '.join(length_text(n) for n in obj.lengths)} ({', '.join(str(n) for n in obj.lengths)} tokens)"
+
+    @admin.display(description="KV methods and budgets")
+    def kv_text(self, obj: BenchmarkVersion) -> str:
+        own = "; ".join(f"{m} at {', '.join(f'{b:g}' for b in bs)}" for m, bs in obj.kv_method_budgets.items())
+        shared = ", ".join(f"{float(b):g}" for b in obj.kv_budgets) or "none"
+        return f"{', '.join(obj.kv_methods) or 'none'} at budgets {shared}" + (f"; own budgets: {own}" if own else "")
+
+    @admin.display(description="options")
+    def options_text(self, obj: BenchmarkVersion) -> str:
+        return params_text(obj.params)
+
+    def get_form(self, request: HttpRequest, obj: BenchmarkVersion | None = None, change: bool = False,
+                 **kwargs: object):
+        if _frozen(obj):
+            kwargs["form"] = FrozenVersionForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> list:
+        if _frozen(obj):
+            return [(None, {"fields": ("title", "notes")}),
+                    ("Spec (read-only: clone into a new draft to change it)", {"fields": self.frozen_spec_fields}),
+                    ("State", {"fields": self.state_fields})]
+        return [(None, {"fields": ("slug", "title", "notes")}),
+                ("Spec", {"fields": ("seed", "lengths", "samples_per_cell", "effective_length_threshold")}),
+                ("KV cache", {"fields": ("kv_methods", "kv_budgets", "kv_method_budgets")}),
+                ("Options", {"fields": ("params",)}),
+                ("State", {"fields": self.state_fields})]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> tuple[str, ...]:
+        return self.frozen_spec_fields + self.state_fields if _frozen(obj) else self.state_fields
+
+    def get_urls(self) -> list:
+        extra = [
+            path("<path:object_id>/clone/", self.admin_site.admin_view(self.clone_view),
+                 name="leaderboard_benchmarkversion_clone"),
+            path("<path:object_id>/publish/", self.admin_site.admin_view(self.publish_view),
+                 name="leaderboard_benchmarkversion_publish"),
+            path("<path:object_id>/preview/", self.admin_site.admin_view(self.preview_view),
+                 name="leaderboard_benchmarkversion_preview"),
+        ]
+        return extra + super().get_urls()
+
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         obj = self.get_object(request, object_id)
-        if obj is not None and obj.is_frozen and request.method == "GET":
-            self.message_user(
-                request,
-                f"'{obj.slug}' is {obj.status}: its tasks, lengths, seed and params are frozen (spec hash "
-                f"{obj.spec_hash[:12]}). Only the title and notes can change; use 'Clone into a new draft' to "
-                "change the spec.",
-                messages.WARNING,
-            )
+        if obj is not None:
+            extra_context = {**(extra_context or {}), "cost": submission_cost(obj),
+                             "changes": versioning.changelog(obj) if obj.cloned_from_id else None}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def clone_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return redirect("admin:leaderboard_benchmarkversion_change", object_id)
+        obj = self.get_object(request, object_id)
+        if obj is None or not self.has_add_permission(request):
+            raise PermissionDenied
+        try:
+            draft = versioning.clone(obj)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return redirect("admin:leaderboard_benchmarkversion_change", object_id)
+        self.message_user(request, f"Cloned '{obj.slug}' into the draft '{draft.slug}': change its spec here, "
+                          "check its samples, then publish it.", messages.SUCCESS)
+        return redirect("admin:leaderboard_benchmarkversion_change", draft.pk)
+
+    def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if request.method == "POST":
+            if obj is None or not self.has_change_permission(request, obj):
+                raise PermissionDenied
+            _apply(self, request, self.get_queryset(request).filter(pk=obj.pk), versioning.publish, "Published")
+        return redirect("admin:leaderboard_benchmarkversion_change", object_id)
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if obj is None or not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "original": obj,
+                   "title": f"Samples of {obj.slug}", **preview_context(obj, request.GET)}
+        return TemplateResponse(request, "admin/leaderboard/benchmarkversion/preview.html", context)
 
     def has_delete_permission(self, request: HttpRequest, obj: BenchmarkVersion | None = None) -> bool:
         return super().has_delete_permission(request, obj) and (obj is None or obj.status == VersionStatus.DRAFT)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("versions/", views.versions, name="versions"),
     path("versions/<slug:slug>/", views.version_detail, name="version"),
+    path("versions/<slug:slug>/samples/", views.version_samples, name="version-samples"),
     path("status/", views.status, name="status"),
     path("status/workers.json", views.workers_status, name="workers-status"),
     path("healthz", views.healthz, name="healthz"),

@@ -101,12 +101,22 @@ def free_clone_slug(base: str) -> str:
     raise VersionStateError(f"No free slug left for a clone of '{base}'.")
 
 
+DRAFT_SUFFIX = " (draft)"
+
+
+def clone_title(title: str) -> str:
+    """A clone's title: its source's, without the " (draft)" that clones were once given (the status says it)."""
+    while title.endswith(DRAFT_SUFFIX):
+        title = title[: -len(DRAFT_SUFFIX)]
+    return title
+
+
 @transaction.atomic
 def clone(version: BenchmarkVersion, slug: str | None = None) -> BenchmarkVersion:
     """A new draft with the same spec, to be edited into the next version."""
     draft = BenchmarkVersion.objects.create(
         slug=slug or free_clone_slug(version.slug),
-        title=f"{version.title} (draft)",
+        title=clone_title(version.title),
         notes=f"Cloned from {version.slug}.",
         seed=version.seed,
         lengths=list(version.lengths),
@@ -141,5 +151,26 @@ def changelog(version: BenchmarkVersion) -> list[str]:
     after = {t["key"]: t for t in new["tasks"]}
     lines += [f"task added: {key}" for key in sorted(after.keys() - before.keys())]
     lines += [f"task removed: {key}" for key in sorted(before.keys() - after.keys())]
-    lines += [f"task changed: {key}" for key in sorted(before.keys() & after.keys()) if before[key] != after[key]]
+    lines += [f"task changed: {key} ({'; '.join(task_differences(before[key], after[key]))})"
+              for key in sorted(before.keys() & after.keys()) if before[key] != after[key]]
     return lines
+
+
+def task_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two tasks of `spec_of`, field by field and parameter by parameter."""
+    out = []
+    for name in ("type", "weight", "max_new_tokens"):
+        if old.get(name) != new.get(name):
+            out.append(f"{name.replace('_', ' ')}: {old.get(name)} -> {new.get(name)}")
+    old_params, new_params = old.get("params") or {}, new.get("params") or {}
+    for name in sorted(old_params.keys() | new_params.keys()):
+        if old_params.get(name, "(default)") != new_params.get(name, "(default)"):
+            out.append(f"{name}: {_shown(old_params, name)} -> {_shown(new_params, name)}")
+    return out
+
+
+def _shown(params: dict[str, Any], name: str) -> str:
+    if name not in params:
+        return "(default)"
+    value = params[name]
+    return "null" if value is None else json.dumps(value) if isinstance(value, bool | str) else str(value)

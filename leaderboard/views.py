@@ -18,6 +18,7 @@ from leaderboard import (
     pagecache,
     partial,
     progress,
+    sample_preview,
     samples,
     versioning,
     workers,
@@ -190,6 +191,12 @@ def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "cost": cost.estimate(version, kind="endpoint"),
         "local_cost": cost.estimate(version, kind="huggingface", grid_points=cost.offered_grid(version)),
     })
+
+
+def version_samples(request: HttpRequest, slug: str) -> HttpResponse:
+    """Read-only: any sample of a published or retired version, as the workers generate it."""
+    version = get_object_or_404(BenchmarkVersion.objects.browsable(), slug=slug)
+    return render(request, "leaderboard/version_samples.html", sample_preview.preview_context(version, request.GET))
 
 
 def status(request: HttpRequest) -> HttpResponse:

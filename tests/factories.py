@@ -107,3 +107,41 @@ def run_inline(sub: Submission) -> Submission:
     for cell_id in runner.start(sub.pk).cell_ids:
         runner.run_cell(cell_id)
     return Submission.objects.get(pk=sub.pk)
+
+
+def version_form_data(version: BenchmarkVersion, **changes: Any) -> dict[str, Any]:
+    """The admin change form of a version as a browser posts it: structured fields, one input per task parameter."""
+    from evalworkers.benchmark import TASK_TYPES
+
+    data: dict[str, Any] = {
+        "slug": version.slug, "title": version.title, "notes": version.notes, "seed": version.seed,
+        "lengths": ", ".join(str(n) for n in version.lengths), "samples_per_cell": version.samples_per_cell,
+        "effective_length_threshold": version.effective_length_threshold,
+        "kv_methods": list(version.kv_methods), "kv_budgets": ", ".join(f"{b:g}" for b in version.kv_budgets),
+        "params__query_aware": "true" if version.params.get("query_aware") else "false",
+        "params__reasoning": "true" if version.params.get("reasoning") else "false",
+        "params__answer_prefill": "false" if version.params.get("answer_prefill") is False else "true",
+        "params__reasoning_extra_tokens": str(version.params.get("reasoning_extra_tokens", "")),
+        "params__system_prompt": version.params.get("system_prompt") or "",
+    }
+    for method, budgets in version.kv_method_budgets.items():
+        data[f"kv_method_budgets__{method}"] = ", ".join(f"{b:g}" for b in budgets)
+    tasks = list(version.tasks.all())
+    data.update({"tasks-TOTAL_FORMS": len(tasks), "tasks-INITIAL_FORMS": len(tasks), "tasks-MIN_NUM_FORMS": 0,
+                 "tasks-MAX_NUM_FORMS": 1000})
+    for i, t in enumerate(tasks):
+        data.update({f"tasks-{i}-id": t.pk, f"tasks-{i}-version": version.pk, f"tasks-{i}-key": t.key,
+                     f"tasks-{i}-task_type": t.task_type, f"tasks-{i}-weight": t.weight,
+                     f"tasks-{i}-max_new_tokens": t.max_new_tokens})
+        defaults = {k: p.default for k, p in TASK_TYPES[t.task_type].params.items()}
+        data.update(task_param_inputs(i, t.task_type, {**defaults, **t.params}))
+    data.update(changes)
+    return data
+
+
+def task_param_inputs(row: int, task_type: str, params: dict[str, Any]) -> dict[str, str]:
+    """The parameter inputs of task row `row` as posted: numbers as text, true/false, blank for none."""
+    def text(value: Any) -> str:
+        return "" if value is None else ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+    return {f"tasks-{row}-params__{task_type}__{name}": text(value) for name, value in params.items()}

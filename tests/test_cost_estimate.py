@@ -160,6 +160,14 @@ def test_the_version_page_states_what_one_submission_sends_with_units(client) ->
     assert "with the full cache and all" in page and "KV points this version offers" in page
 
 
+def test_the_admin_states_what_one_submission_sends_before_publishing(client, charlie) -> None:
+    draft = make_version("costly", publish=False, tasks=2, lengths=[512, 1024], samples_per_cell=10)
+    client.force_login(charlie)
+    page = text(client.get(f"/admin/leaderboard/benchmarkversion/{draft.pk}/change/"))
+    assert "What one submission sends" in page
+    assert "<strong>40</strong> requests, computed: 2 tasks × 2 lengths × 10 samples per cell" in page
+
+
 def test_the_submit_form_shows_each_versions_cost_and_hands_it_to_its_script_as_data(client, alice) -> None:
     version = make_default_version("t1", tasks=2, samples_per_cell=5, kv_methods=["full", "snapkv"],
                                    kv_budgets=[1.0, 0.5])

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from leaderboard import versioning
 from leaderboard.models import BenchmarkVersion, FrozenVersionError, TaskSpec, VersionStatus
-from tests.factories import make_version
+from tests.factories import make_version, version_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -160,44 +160,15 @@ def test_version_lists_are_validated() -> None:
 
 # --- the same rules through the admin -------------------------------------------------------------
 
-def admin_form_data(version: BenchmarkVersion, **changes: object) -> dict[str, object]:
-    import json
-
-    data: dict[str, object] = {
-        "slug": version.slug, "title": version.title, "notes": version.notes, "seed": version.seed,
-        "lengths": json.dumps(version.lengths), "samples_per_cell": version.samples_per_cell,
-        "effective_length_threshold": version.effective_length_threshold,
-        "kv_methods": json.dumps(version.kv_methods), "kv_budgets": json.dumps(version.kv_budgets),
-        "params": json.dumps(version.params),
-    }
-    tasks = list(version.tasks.all())
-    data.update({"tasks-TOTAL_FORMS": len(tasks), "tasks-INITIAL_FORMS": len(tasks), "tasks-MIN_NUM_FORMS": 0,
-                 "tasks-MAX_NUM_FORMS": 1000})
-    for i, t in enumerate(tasks):
-        data.update({f"tasks-{i}-id": t.pk, f"tasks-{i}-version": version.pk, f"tasks-{i}-key": t.key,
-                     f"tasks-{i}-task_type": t.task_type, f"tasks-{i}-params": json.dumps(t.params),
-                     f"tasks-{i}-weight": t.weight, f"tasks-{i}-max_new_tokens": t.max_new_tokens})
-    data.update(changes)
-    return data
-
-
-def test_admin_form_refuses_to_change_a_published_seed_with_a_clear_message(client, charlie) -> None:
+def test_spec_values_posted_to_a_published_versions_form_change_nothing(client, charlie) -> None:
     version = make_version(publish=True)
     client.force_login(charlie)
     url = f"/admin/leaderboard/benchmarkversion/{version.pk}/change/"
-    response = client.post(url, admin_form_data(version, seed=12345))
-    assert response.status_code == 200  # the form comes back with the error, nothing is saved
-    assert "is published, so its seed cannot change" in response.content.decode()
-    assert BenchmarkVersion.objects.get(pk=version.pk).seed == 11
-
-
-def test_admin_form_refuses_to_change_a_published_task(client, charlie) -> None:
-    version = make_version(publish=True)
-    client.force_login(charlie)
-    url = f"/admin/leaderboard/benchmarkversion/{version.pk}/change/"
-    response = client.post(url, admin_form_data(version, **{"tasks-0-max_new_tokens": 64}))
-    assert response.status_code == 200
-    assert "cannot change" in response.content.decode()
+    response = client.post(url, version_form_data(version, seed=12345, lengths="4096",
+                                                  **{"tasks-0-max_new_tokens": 64}))
+    assert response.status_code == 302  # the spec inputs are not part of a frozen version's form
+    stored = BenchmarkVersion.objects.get(pk=version.pk)
+    assert (stored.seed, stored.lengths, stored.spec_hash) == (11, [512, 1024], version.spec_hash)
     assert version.tasks.get().max_new_tokens == 32
 
 
@@ -205,7 +176,7 @@ def test_admin_form_saves_a_title_change_on_a_published_version(client, charlie)
     version = make_version(publish=True)
     client.force_login(charlie)
     url = f"/admin/leaderboard/benchmarkversion/{version.pk}/change/"
-    response = client.post(url, admin_form_data(version, title="Renamed"))
+    response = client.post(url, version_form_data(version, title="Renamed"))
     assert response.status_code == 302
     assert BenchmarkVersion.objects.get(pk=version.pk).title == "Renamed"
 
@@ -213,17 +184,20 @@ def test_admin_form_saves_a_title_change_on_a_published_version(client, charlie)
 def test_admin_can_create_a_draft_with_tasks_and_publish_it(client, charlie) -> None:
     client.force_login(charlie)
     data = {
-        "slug": "fresh", "title": "Fresh", "notes": "", "seed": 5, "lengths": "[4096, 8192, 131072]",
-        "samples_per_cell": 10, "effective_length_threshold": 85.6, "kv_methods": '["full", "snapkv"]',
-        "kv_budgets": "[1.0, 0.5, 0.25, 0.1]", "params": "{}",
+        "slug": "fresh", "title": "Fresh", "notes": "", "seed": 5, "lengths": "4K, 8192, 128K",
+        "samples_per_cell": 10, "effective_length_threshold": 85.6, "kv_methods": ["full", "snapkv"],
+        "kv_budgets": "1.0, 0.5, 0.25, 0.1", "params__query_aware": "false", "params__reasoning": "false",
         "tasks-TOTAL_FORMS": 1, "tasks-INITIAL_FORMS": 0, "tasks-MIN_NUM_FORMS": 0, "tasks-MAX_NUM_FORMS": 1000,
-        "tasks-0-key": "niah_single_1", "tasks-0-task_type": "niah_single", "tasks-0-params": "{}",
-        "tasks-0-weight": 1.0, "tasks-0-max_new_tokens": 128,
+        "tasks-0-key": "niah_single_1", "tasks-0-task_type": "niah_single",
+        "tasks-0-params__niah_single__value_type": "uuids", "tasks-0-weight": 1.0, "tasks-0-max_new_tokens": 128,
     }
     response = client.post("/admin/leaderboard/benchmarkversion/add/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
     version = BenchmarkVersion.objects.get(slug="fresh")
-    assert version.tasks.get().category == "retrieval"
+    assert version.lengths == [4096, 8192, 131072] and version.kv_budgets == [1.0, 0.5, 0.25, 0.1]
+    assert version.params == {}  # options left at their defaults are not stored
+    task = version.tasks.get()
+    assert task.category == "retrieval" and task.params["value_type"] == "uuids"
     response = client.post("/admin/leaderboard/benchmarkversion/",
                            {"action": "publish_versions", "_selected_action": [version.pk]}, follow=True)
     assert "Published 1 item" in response.content.decode()

@@ -134,6 +134,11 @@ class HaystackBuilder:
             self._label_prefix.extend(list(accumulate(more, initial=self._label_prefix[-1]))[1:])
         return self._label_prefix[k]
 
+    @property
+    def inserts(self) -> tuple[Insert, ...]:
+        """The pieces placed at depths, in the order of the built context's ``metadata["inserts"]``."""
+        return tuple(self._inserts)
+
     def minimum_tokens(self) -> int:
         return self._insert_tokens + self._labels_upto(len(self._inserts))
 
