@@ -51,7 +51,8 @@ def plotly_css(bundle: Path = BUNDLE) -> str:
     lines = [f"/* plotly.js {version.group(1) if version else '?'}'s own rules, written by scripts/plotly_css.py. */"]
     # plotly.js inserts each rule at the top of its sheet, so the last one comes first.
     for selector, body in reversed(rules):
-        selector = re.sub(r"^,", " ,", selector).replace("X", ".js-plotly-plot .plotly").replace("Y", ".plotly-notifier")
+        selector = re.sub(r"^,", " ,", selector)
+        selector = selector.replace("X", ".js-plotly-plot .plotly").replace("Y", ".plotly-notifier")
         lines.append(f"{selector}{{{body}}}")
     return "\n".join(lines) + "\n"
 

@@ -344,7 +344,7 @@ def test_to_div_carries_no_executable_script_only_a_json_block_its_div_names() -
     assert match.group(1) == match.group(2)
     figure = json.loads(match.group(3))
     assert figure["config"] == charts.PLOTLY_CONFIG
-    assert [t["name"] for t in figure["data"] if t.get("name")][0] == "m"
+    assert next(t["name"] for t in figure["data"] if t.get("name")) == "m"
     assert "Plotly.newPlot" not in html and "<script>" not in html
 
 
