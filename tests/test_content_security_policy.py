@@ -9,7 +9,7 @@ import re
 import pytest
 from django.test import Client
 
-from leaderboard.models import SampleResult, SubmissionStatus
+from leaderboard.models import LeaderboardRow, SampleResult, SubmissionStatus
 from tests.factories import make_completed, make_default_version, make_submission
 from tests.test_leaderboard_browser import browser  # noqa: F401  (the watched Chromium fixture)
 
@@ -33,10 +33,14 @@ def site(alice):
     return {"version": version, "strong": strong, "local": local, "mine": mine}
 
 
+def row(sub) -> int:
+    return LeaderboardRow.objects.filter(submission=sub).order_by("pk").first().pk
+
+
 def public_pages(site) -> list[str]:
     s, v = site, site["version"].slug
     return ["/", f"/?method=snapkv&version={v}", f"/models/{s['local'].pk}/", f"/models/{s['strong'].pk}/",
-            f"/compare/?m={s['strong'].pk}&m={s['local'].pk}", "/versions/", f"/versions/{v}/", "/status/",
+            f"/compare/?m={row(s['strong'])}&m={row(s['local'])}", "/versions/", f"/versions/{v}/", "/status/",
             f"/submissions/{s['mine'].pk}/", "/accounts/login/", "/accounts/signup/", "/accounts/password_reset/",
             "/admin/login/"]
 
