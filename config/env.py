@@ -169,3 +169,31 @@ def fernet_keys(name: str, raw: str) -> list[str]:
                 f"{name} must hold url-safe base64 Fernet keys of 32 bytes; generate one with `python -m config.keys`."
             )
     return keys
+
+
+RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """A rate such as 5/h (count per second, minute, hour or day) as (count, seconds); "off" turns it off."""
+    raw = env_str(name, default).lower()
+    if raw in ("off", "0", "none"):
+        return None
+    count, _, period = raw.partition("/")
+    period = period.strip()
+    unit = period[-1:] if period else ""
+    multiple = period[:-1] or "1"
+    if not count.strip().isdigit() or unit not in RATE_PERIODS or not multiple.isdigit() or int(count) < 1:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a rate; write e.g. 5/h, 120/m or 10/15m (per s, m, h or d), or off.")
+    return int(count), int(multiple) * RATE_PERIODS[unit]
+
+
+def throttle_cache(name: str, folder: Path) -> dict:
+    """Where rate-limit counters live: Redis when NAME is a redis:// URL (shared by every web process and
+    machine), else files under var/ (shared by the processes of one machine, as `make run` starts them)."""
+    raw = env_str(name)
+    if raw.startswith(("redis://", "rediss://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": raw, "KEY_PREFIX": "throttle"}
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(folder)}

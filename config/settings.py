@@ -6,9 +6,11 @@ machine with no services; production sets DATABASE_URL and REDIS_URL (see README
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import plotly
+from csp.constants import NONE, SELF
 from kombu import Exchange, Queue
 
 from config import env
@@ -46,12 +48,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "leaderboard",
     "evalworkers",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -59,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -92,6 +98,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# django-axes checks every login (the site's and the admin's) before the password is tried.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "leaderboard:my-submissions"
 LOGOUT_REDIRECT_URL = "leaderboard:index"
@@ -103,6 +112,31 @@ EMAIL_HOST_USER = env.env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env.env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env.env_bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.env_str("DEFAULT_FROM_EMAIL", "LongCtx Leaderboard <noreply@localhost>")
+# A submitter confirms an e-mail address (a signed link) before the first submission; the link lasts this long.
+EMAIL_CONFIRMATION_DAYS = env.env_int("EMAIL_CONFIRMATION_DAYS", 3, minimum=1)
+
+# --- Abuse resistance ------------------------------------------------------------------------------------
+# Login throttling (django-axes, site and admin): after LOGIN_FAILURE_LIMIT failures an account, and separately a
+# client address, is locked for LOGIN_LOCKOUT_MINUTES (staff can unlock earlier: admin "Access attempts", or
+# `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS`). Every attempt is recorded.
+AXES_FAILURE_LIMIT = env.env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.env_int("LOGIN_LOCKOUT_MINUTES", 30, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lock ends when it said it would
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_CALLABLE = "leaderboard.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "leaderboard.client_address.client_address"
+AXES_SENSITIVE_PARAMETERS: list[str] = []  # the security log names the account and the address (never a password)
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: use the connection's address). Throttles
+# and lockouts key on the client address read this way; trusting more hops than there are lets clients forge it.
+TRUSTED_PROXY_COUNT = env.env_int("TRUSTED_PROXY_COUNT", 0)
+# Rate limits per client address, "N/s|m|h|d" or "off": sign-ups, submission attempts, and anonymous reads of the
+# API and the CSV exports (answered 429 with Retry-After).
+SIGNUP_RATE = env.env_rate("SIGNUP_RATE", "5/h")
+SUBMIT_RATE = env.env_rate("SUBMIT_RATE", "20/h")
+CONFIRMATION_MAIL_RATE = env.env_rate("CONFIRMATION_MAIL_RATE", "3/h")
+API_RATE = env.env_rate("API_RATE", "120/m")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -119,14 +153,52 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# The throttles' counters: shared by every web process (Redis when REDIS_URL names one, else files under var/).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": env.throttle_cache("REDIS_URL", VAR_DIR / "throttle"),
+}
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if not DEBUG and env.env_bool("HTTPS", default=False):
+SECURE_REFERRER_POLICY = "same-origin"
+# HTTPS=true (the production configuration, behind a TLS-terminating proxy that sets X-Forwarded-Proto): redirect
+# plain HTTP, send HSTS, mark cookies secure. `manage.py check --deploy --fail-level WARNING` passes with it.
+HTTPS = env.env_bool("HTTPS", default=False)
+if not DEBUG and HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.env_bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # container health checks speak plain HTTP inside the network
+    SECURE_HSTS_SECONDS = env.env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.env_bool("SECURE_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        # Joining the browsers' preload list is the operator's decision (hard to undo), not a default.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Content-Security-Policy on every response: scripts and styles only from our own static files (no inline code,
+# no eval); charts read their figures from JSON data blocks (leaderboard/charts.py, static/js/charts.js).
+EMPTY_STYLE_HASH = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"  # SHA-256 of ""
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # plotly.js clears its colour bars' style attribute (style=""): allow exactly that empty value, no other.
+        "style-src-attr": ["'unsafe-hashes'", EMPTY_STYLE_HASH],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # --- Celery (read by evalworkers.celery with namespace="CELERY") --------------------------------
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = env.broker_url(VAR_DIR / "broker")

@@ -1,18 +1,47 @@
-"""Read-only JSON API and CSV exports. Stable URLs under /api/v1/; no secrets ever appear here."""
+"""Read-only JSON API and CSV exports. Stable URLs under /api/v1/; no secrets ever appear here.
+
+Anonymous clients get API_RATE requests per client address (429 with Retry-After past it); the per-sample export
+streams, so its size does not sit in memory.
+"""
 
 from __future__ import annotations
 
 import csv
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
-from leaderboard import board, samples
+from leaderboard import board, samples, throttle
+from leaderboard.client_address import throttle_key
 from leaderboard.models import BenchmarkVersion, LeaderboardRow, Submission, SubmissionStatus, Visibility
 
 API_VERSION = "1.0"
+
+
+def rate_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Count an anonymous client's request against API_RATE; past it, answer 429 with Retry-After."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            verdict = throttle.hit("api", throttle_key(request), settings.API_RATE)
+            if not verdict.allowed:
+                count, seconds = settings.API_RATE
+                response = JsonResponse({
+                    "error": "rate_limited",
+                    "detail": f"Anonymous clients may make {count} requests per {seconds} s to the API and exports; "
+                              f"retry after {verdict.retry_after} s, or log in.",
+                    "retry_after": verdict.retry_after}, status=429)
+                response["Retry-After"] = str(verdict.retry_after)
+                return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 def _version_json(v: BenchmarkVersion) -> dict[str, Any]:
@@ -42,6 +71,7 @@ def _row_json(item: board.BoardRow) -> dict[str, Any]:
             "completed_at": r.completed_at.isoformat() if r.completed_at else None}
 
 
+@rate_limited
 def versions(request: HttpRequest) -> JsonResponse:
     items = BenchmarkVersion.objects.browsable().prefetch_related("tasks")
     return JsonResponse({"versions": [_version_json(v) for v in items]})
@@ -55,6 +85,7 @@ def _board(request: HttpRequest) -> tuple[BenchmarkVersion, board.BoardFilters, 
     return version, filters, board.cached_build(version, filters)
 
 
+@rate_limited
 def leaderboard(request: HttpRequest) -> JsonResponse:
     version, filters, rows = _board(request)
     return JsonResponse({"version": version.slug, "spec_hash": version.spec_hash, "lengths": version.lengths,
@@ -62,6 +93,7 @@ def leaderboard(request: HttpRequest) -> JsonResponse:
                          "rows": [_row_json(r) for r in rows]})
 
 
+@rate_limited
 def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
     sub = get_object_or_404(Submission.objects.select_related("model", "version"), pk=submission_id)
     if sub.visibility == Visibility.HIDDEN:
@@ -102,6 +134,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
+@rate_limited
 def leaderboard_csv(request: HttpRequest) -> HttpResponse:
     version, _, rows = _board(request)
     response, writer = _csv_response(f"leaderboard-{version.slug}.csv")
@@ -119,29 +152,51 @@ def leaderboard_csv(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@rate_limited
 def samples_csv(request: HttpRequest, submission_id: int) -> HttpResponse:
     sub = get_object_or_404(Submission, pk=submission_id)
     if sub.visibility == Visibility.HIDDEN or (sub.status != SubmissionStatus.COMPLETED and not request.user.is_staff):
         raise Http404("No public results for this submission.")
-    response, writer = _csv_response(f"submission-{sub.pk}-samples.csv")
-    writer.writerow(["task", "length", "method", "budget", "index", "score", "error", "expected", "prediction",
-                     "answer_outcome", "answer_found_by", "finish_reason", "reasoning_chars", "reasoning_tokens",
-                     "prompt_tokens", "output_tokens", "latency_s", "depth_percent"])
-    for s in samples.browse(sub).iterator(chunk_size=2000):
-        writer.writerow([_cell(v) for v in (
-            s.cell.task.key, s.cell.length, s.cell.method, s.cell.budget, s.index, s.score, s.error,
-            " | ".join(map(str, s.expected)), s.prediction, s.answer_outcome, s.answer_found_by, s.finish_reason,
-            s.reasoning_chars, s.reasoning_tokens, s.prompt_tokens, s.output_tokens, s.latency_s,
-            (s.metadata or {}).get("depth_percent"))])
+    header = ["task", "length", "method", "budget", "index", "score", "error", "expected", "prediction",
+              "answer_outcome", "answer_found_by", "finish_reason", "reasoning_chars", "reasoning_tokens",
+              "prompt_tokens", "output_tokens", "latency_s", "depth_percent"]
+    rows = ([_cell(v) for v in (
+        s.cell.task.key, s.cell.length, s.cell.method, s.cell.budget, s.index, s.score, s.error,
+        " | ".join(map(str, s.expected)), s.prediction, s.answer_outcome, s.answer_found_by, s.finish_reason,
+        s.reasoning_chars, s.reasoning_tokens, s.prompt_tokens, s.output_tokens, s.latency_s,
+        (s.metadata or {}).get("depth_percent"))] for s in samples.browse(sub).iterator(chunk_size=2000))
+    return _streamed_csv(f"submission-{sub.pk}-samples.csv", header, rows)
+
+
+class _Line:
+    """A file-like object csv.writer writes one row into, handing the line back."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _streamed_csv(filename: str, header: list[str], rows: Iterable[list[Any]]) -> StreamingHttpResponse:
+    writer = csv.writer(_Line())
+
+    def lines() -> Iterator[str]:
+        yield writer.writerow(header)
+        for row in rows:
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
+@rate_limited
 def openapi(request: HttpRequest) -> JsonResponse:
     """A hand-kept OpenAPI 3.1 description of the read-only API (four GET endpoints)."""
     def get(summary: str, params: list[dict] | None = None) -> dict:
         return {"get": {"summary": summary, "parameters": params or [],
                         "responses": {"200": {"description": "OK", "content": {"application/json": {}}},
-                                      "404": {"description": "Not found"}}}}
+                                      "404": {"description": "Not found"},
+                                      "429": {"description": "Too many requests from an anonymous client; retry "
+                                                             "after the Retry-After header's seconds"}}}}
 
     query = [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d} for n, t, d in (
         ("version", "string", "benchmark version slug (default: the default version)"),
@@ -154,7 +209,8 @@ def openapi(request: HttpRequest) -> JsonResponse:
     return JsonResponse({
         "openapi": "3.1.0",
         "info": {"title": "LongCtx Leaderboard API", "version": API_VERSION,
-                 "description": "Read-only. Scores are 0-100; lengths are in tokens."},
+                 "description": "Read-only. Scores are 0-100; lengths are in tokens. Anonymous clients are "
+                                "rate-limited per address (429 with Retry-After)."},
         "paths": {
             reverse("leaderboard:api-versions"): get("Published and retired benchmark versions with their tasks"),
             reverse("leaderboard:api-leaderboard"): get("The ranked leaderboard of one version", query),

@@ -1,18 +1,22 @@
 """Plotly figures for the leaderboard pages, built from plain values and pandas frames.
 
 Nothing here touches Django or the database: views hand in the rows they already have, so every chart can be tested
-(and reused by the API or a notebook) without a request. Pages embed the figures as HTML divs from `to_div`; the
-template loads plotly.js once from our static files, so no div carries its own copy or a CDN link.
+(and reused by the API or a notebook) without a request. Pages embed each figure with `to_div`: an empty div naming a
+JSON data block that holds the figure and its config. No inline script: static/js/charts.js draws every such div with
+plotly.js, both loaded from our static files, so pages work under a Content-Security-Policy without 'unsafe-inline'.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from evalworkers.kv.registry import point_label
 
@@ -151,9 +155,23 @@ def empty_figure(message: str) -> go.Figure:
     return _style(fig, "", 380, legend=False)
 
 
+# What a JSON data block must not contain literally: "</script>" (or "<!--") would end or confuse the block.
+_JSON_IN_HTML = str.maketrans({"<": "\\u003C", ">": "\\u003E", "&": "\\u0026"})
+_chart_ids = itertools.count(1)
+
+
+def figure_json(fig: go.Figure) -> str:
+    """The figure's data, layout and our config as one JSON object, safe inside a <script type=application/json>."""
+    payload = json.loads(pio.to_json(fig, validate=False))
+    payload["config"] = PLOTLY_CONFIG
+    return json.dumps(payload).translate(_JSON_IN_HTML)
+
+
 def to_div(fig: go.Figure) -> str:
-    """An embeddable div; plotly.js itself comes from our static files, loaded once by the template."""
-    return fig.to_html(full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG)
+    """A div for static/js/charts.js to draw, followed by the JSON data block it names (no executable script)."""
+    element_id = f"chart-{next(_chart_ids)}"
+    return (f'<div class="plotly-chart" data-figure="{element_id}"></div>'
+            f'<script type="application/json" id="{element_id}">{figure_json(fig)}</script>')
 
 
 # --- score across lengths ------------------------------------------------------------------------------------------

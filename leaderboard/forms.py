@@ -23,8 +23,9 @@ from evalworkers.backends.addresses import UnsafeAddressError, check_url, ip_lit
 from evalworkers.backends.options import ALLOWED, OptionsError, validate_request_options
 from evalworkers.kv import budgets as kv_budgets
 from evalworkers.kv import registry as kv_registry
-from leaderboard.models import ApiMode, BenchmarkVersion, ModelKind
+from leaderboard.models import ApiMode, BenchmarkVersion, ModelKind, VerifiedAddress
 from leaderboard.submitting import DEFAULT_REVISION, SubmissionRequest
+from leaderboard.verification import canonical_address
 
 MAX_CONTEXT = 100_000_000  # tokens; anything above is a typo, not a claim
 HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -38,9 +39,11 @@ LOCAL_FIELDS = ("hf_repo",)
 
 
 class SignupForm(UserCreationForm):
-    """Django's own user creation (password rules included) plus an e-mail address for password resets."""
+    """Django's own user creation (password rules included) plus the e-mail address a submitter confirms."""
 
-    email = forms.EmailField(max_length=254, help_text="Used only to send you a password-reset link.")
+    email = forms.EmailField(
+        max_length=254, help_text="We send a link to confirm it before your first submission; also used for "
+                                  "password resets. Nothing else.")
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
@@ -48,7 +51,8 @@ class SignupForm(UserCreationForm):
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip()
-        if get_user_model().objects.filter(email__iexact=email).exists():
+        taken = VerifiedAddress.objects.filter(canonical=canonical_address(email)).exists()
+        if taken or get_user_model().objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this e-mail address exists; log in or reset its password.")
         return email
 

@@ -22,7 +22,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from leaderboard import cost, moderation, progress, submitting
+from leaderboard import cost, moderation, progress, submitting, throttle, verification
+from leaderboard.client_address import throttle_key
 from leaderboard.forms import SignupForm, SubmissionForm
 from leaderboard.models import Submission, SubmissionStatus, Visibility
 
@@ -59,37 +60,69 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("leaderboard:my-submissions")
     form = SignupForm(request.POST if request.method == "POST" else None)
+    refusal = None
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.get_username()}. You can submit a model now.")
-        return redirect(_safe_next(request, reverse("leaderboard:submit")))
-    return render(request, "registration/signup.html", {"form": form, "next": _safe_next(request, "")})
+        verdict = throttle.hit("signup", throttle_key(request), settings.SIGNUP_RATE)
+        if verdict.allowed:
+            user = form.save()
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            verification.send_confirmation(request, user)
+            messages.success(request, f"Welcome, {user.get_username()}. We sent a link to {user.email}: open it to "
+                                      "confirm the address before your first submission.")
+            return redirect(_safe_next(request, reverse("leaderboard:submit")))
+        refusal = verdict
+    response = render(request, "registration/signup.html", {
+        "form": form, "next": _safe_next(request, ""),
+        "refusal": f"Too many accounts were created from your network address recently; try again in "
+                   f"{refusal.wait_words()}." if refusal else "",
+    }, status=429 if refusal else 200)
+    return _with_retry_after(response, refusal)
+
+
+def _with_retry_after(response: HttpResponse, verdict: throttle.Verdict | None) -> HttpResponse:
+    if verdict is not None and not verdict.allowed:
+        response["Retry-After"] = str(verdict.retry_after)
+    return response
 
 
 @login_required
 @sensitive_post_parameters("api_key")
 def submit(request: HttpRequest) -> HttpResponse:
     quota = submitting.quota_for(request.user)
-    form = SubmissionForm(request.POST if request.method == "POST" else None)
-    duplicate = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            sub = submitting.create(request.user, form.to_request())
-        except submitting.SubmissionRefused as refusal:
-            form.add_error(refusal.field, str(refusal))
-            duplicate = refusal.existing
-        else:
-            messages.success(request, f"Submission #{sub.pk} is in. This page follows it as it runs.")
-            return redirect("leaderboard:submission", submission_id=sub.pk)
-    status = 400 if request.method == "POST" else 200
+    verified = verification.is_verified(request.user)
+    posted = request.method == "POST"
+    form = SubmissionForm(request.POST if posted else None)
+    duplicate, refusal, verdict, status = None, "", None, 200
+    if posted and not verified:  # refused before anything is checked or counted
+        refusal, status = submitting.UNVERIFIED, 403
+    elif posted:
+        verdict = throttle.hit("submit", throttle_key(request), settings.SUBMIT_RATE)
+        if not verdict.allowed:
+            refusal, status = (f"Too many submission attempts from your network address; try again in "
+                               f"{verdict.wait_words()}."), 429
+        elif form.is_valid():
+            try:
+                sub = submitting.create(request.user, form.to_request())
+            except submitting.SubmissionRefused as exc:
+                form.add_error(exc.field, str(exc))
+                duplicate = exc.existing
+            else:
+                messages.success(request, f"Submission #{sub.pk} is in. This page follows it as it runs.")
+                return redirect("leaderboard:submission", submission_id=sub.pk)
+        status = 400 if status == 200 else status
+    if refusal:  # nothing was checked: show what was typed (never the key) without judging it
+        kept = request.POST.copy()
+        kept.pop("api_key", None)
+        form = SubmissionForm(initial=kept)
     costs = [(v, cost.estimate(v, kind="endpoint")) for v in form.versions]
-    return render(request, "leaderboard/submit.html", {
+    response = render(request, "leaderboard/submit.html", {
         "form": form, "quota": quota, "duplicate": duplicate, "versions": form.versions,
-        "allow_private": settings.ALLOW_PRIVATE_ENDPOINTS, "costs": costs,
+        "allow_private": settings.ALLOW_PRIVATE_ENDPOINTS, "verified": verified, "refusal": refusal,
+        "costs": costs,
         "cost_data": {v.slug: {"requests": c.requests, "prompt_tokens": c.prompt_tokens,
                                "new_tokens_max": c.new_tokens_max, "offered": v.kv_offered()} for v, c in costs},
     }, status=status)
+    return _with_retry_after(response, verdict)
 
 
 @login_required

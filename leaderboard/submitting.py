@@ -1,4 +1,4 @@
-"""Creating a submission from the web form: the per-user quota, duplicate detection, and the first status.
+"""Creating a submission from the web form: verification, the quota, duplicate detection, and the first status.
 
 Kept apart from the form and the view so the rules are plain functions with plain tests, and so the final
 checks run again inside the transaction that creates the rows (two browser tabs must not beat the quota).
@@ -14,12 +14,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from evalworkers.backends.wire import api_root
-from leaderboard import moderation
+from leaderboard import moderation, verification
 from leaderboard.models import (
     BenchmarkVersion,
     EventAction,
@@ -34,6 +34,8 @@ from leaderboard.models import (
 #: Statuses that use up quota: everything but a failure or a cancellation (which cost the submitter nothing).
 QUOTA_EXCLUDED = (SubmissionStatus.FAILED, SubmissionStatus.CANCELLED)
 DEFAULT_REVISION = "main"
+UNVERIFIED = ("Confirm your e-mail address before your first submission: open the link we sent to it (ask for a new "
+              "one below if it did not arrive or has expired).")
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,17 @@ class Quota:
 
 
 def quota_for(user: AbstractBaseUser, now: datetime | None = None) -> Quota:
+    """The quota of the user's verified mailbox: submissions made from it by any account count, as do the user's
+    own from before it was verified."""
     limit, days = settings.SUBMISSION_QUOTA, settings.SUBMISSION_QUOTA_DAYS
     if user.is_staff:
         return Quota(limit, days, 0, None, unlimited=True)
     now = now or timezone.now()
     since = now - timedelta(days=days)
+    address = verification.quota_address(user)
+    mine = Q(submitter=user) | Q(submitter_address=address) if address else Q(submitter=user)
     counted = list(
-        Submission.objects.filter(submitter=user, created_at__gte=since).exclude(status__in=QUOTA_EXCLUDED)
+        Submission.objects.filter(mine, created_at__gte=since).exclude(status__in=QUOTA_EXCLUDED)
         .order_by("created_at").values_list("created_at", flat=True)
     )
     next_at = None
@@ -150,9 +156,13 @@ def needs_review(user: AbstractBaseUser, kind: str) -> bool:
 @sensitive_variables("req")
 @transaction.atomic
 def create(user: AbstractBaseUser, req: SubmissionRequest) -> Submission:
-    """Check quota and duplicates under locks, create the entry and the submission, queue it (or hold it)."""
+    """Check verification, quota and duplicates under locks, create the entry and the submission, queue it (or
+    hold it)."""
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one submission per user at a time
     BenchmarkVersion.objects.select_for_update().filter(pk=req.version.pk).first()  # and per version
+    if not verification.is_verified(user):
+        raise SubmissionRefused(UNVERIFIED)
+    address = verification.quota_address(user)
     quota = quota_for(user)
     if not quota.allows:
         raise SubmissionRefused(quota.refusal())
@@ -175,7 +185,7 @@ def create(user: AbstractBaseUser, req: SubmissionRequest) -> Submission:
     )
     review = needs_review(user, req.kind)
     sub = Submission(
-        model=entry, version=req.version, submitter=user,
+        model=entry, version=req.version, submitter=user, submitter_address=address,
         kv_methods=list(req.kv_methods) if local else [],
         kv_budgets=[float(b) for b in req.kv_budgets] if local else [],
         request_options={} if local else dict(req.request_options),

@@ -187,14 +187,24 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, on_fail
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{on_fail()}")
 
 
+def verified_user(django_user_model, username: str, email: str, password: str):
+    """A submitter whose e-mail address is confirmed (leaderboard/verification.py), as most tests need."""
+    from leaderboard.models import VerifiedAddress
+    from leaderboard.verification import canonical_address
+
+    user = django_user_model.objects.create_user(username, email, password)
+    VerifiedAddress.objects.create(user=user, email=email, canonical=canonical_address(email))
+    return user
+
+
 @pytest.fixture
 def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", "alice@example.org", "alice-password-1")
+    return verified_user(django_user_model, "alice", "alice@example.org", "alice-password-1")
 
 
 @pytest.fixture
 def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", "bob@example.org", "bob-password-1")
+    return verified_user(django_user_model, "bob", "bob@example.org", "bob-password-1")
 
 
 @pytest.fixture
@@ -226,9 +236,10 @@ def _private_endpoints_allowed(settings) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """The leaderboard caches built boards; a test must never see another test's."""
-    from django.core.cache import cache
+    from django.core.cache import cache, caches
 
     cache.clear()
+    caches["throttle"].clear()  # rate-limit counters too: every test starts as a fresh client
     yield
 
 

@@ -305,7 +305,7 @@ def test_a_reasoning_models_submission_records_answers_stop_reasons_and_reasonin
     assert "replies reasoned before answering" in page
     assert "max_completion_tokens sent instead of max_tokens" in page
     assert "reasoning_effort" in page
-    exported = list(csv.DictReader(io.StringIO(client.get(f"/models/{sub.pk}/samples.csv").content.decode())))
+    exported = list(csv.DictReader(io.StringIO(client.get(f"/models/{sub.pk}/samples.csv").getvalue().decode())))
     assert {r["answer_outcome"] for r in exported} == {"answered", "cut_off_while_reasoning"}
     assert {r["finish_reason"] for r in exported} == {"stop", "length"}
     api = client.get(f"/api/v1/submissions/{sub.pk}").json()

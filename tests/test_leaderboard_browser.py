@@ -1,4 +1,8 @@
-"""A visitor in a real headless Chromium: filter the leaderboard, see the chart, open a model, compare two."""
+"""A visitor in a real headless Chromium: filter the leaderboard, see the chart, open a model, compare two.
+
+The `browser` fixture fails the test on any console error or uncaught exception of any page it opened, a
+Content-Security-Policy violation included: the pages must run under the strict policy the server sends.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,24 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+class WatchedBrowser:
+    """Chromium whose pages record every console error and uncaught exception (CSP violations are console errors)."""
+
+    def __init__(self, instance) -> None:
+        self.instance = instance
+        self.problems: list[str] = []
+
+    def new_page(self, **kwargs):
+        page = self.instance.new_page(**kwargs)
+        page.on("console", lambda msg: self.problems.append(f"{page.url}: {msg.text}") if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.problems.append(f"{page.url}: uncaught {exc}"))
+        return page
+
+    def take_problems(self) -> list[str]:
+        problems, self.problems = self.problems, []
+        return problems
+
+
 @pytest.fixture
 def browser():
     chromium = shutil.which("chromium")
@@ -25,9 +47,13 @@ def browser():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
     with sync_playwright() as p:
         instance = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)  # fresh temporary profile
-        yield instance
+        watched = WatchedBrowser(instance)
+        yield watched
         instance.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    problems = watched.take_problems()
+    if problems:
+        pytest.fail("the browser reported errors (a Content-Security-Policy violation is one):\n" + "\n".join(problems))
 
 
 @pytest.mark.django_db(transaction=True)

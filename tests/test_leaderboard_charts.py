@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -333,8 +335,22 @@ def test_to_div_is_a_bare_div_without_plotly_js_and_with_our_config() -> None:
     assert '"displaylogo": false' in html and '"responsive": true' in html
 
 
+def test_to_div_carries_no_executable_script_only_a_json_block_its_div_names() -> None:
+    fig = charts.degradation_figure([{"label": "m", "scores_by_length": {4096: 1, 8192: 0.5}}], LENGTHS)
+    html = charts.to_div(fig)
+    match = re.fullmatch(r'<div class="plotly-chart" data-figure="([\w-]+)"></div>'
+                         r'<script type="application/json" id="([\w-]+)">(.*)</script>', html, re.S)
+    assert match is not None, html[:300]
+    assert match.group(1) == match.group(2)
+    figure = json.loads(match.group(3))
+    assert figure["config"] == charts.PLOTLY_CONFIG
+    assert next(t["name"] for t in figure["data"] if t.get("name")) == "m"
+    assert "Plotly.newPlot" not in html and "<script>" not in html
+
+
 def test_to_div_does_not_emit_a_label_as_raw_html() -> None:
-    evil = "<script>alert(1)</script>"
+    evil = "<script>alert(1)</script><!--"
     html = charts.to_div(charts.degradation_figure([{"label": evil, "scores_by_length": {4096: 1}}], LENGTHS))
-    assert "alert(1)" in html
-    assert evil not in html
+    block = html.split('">', 2)[2].removesuffix("</script>")
+    assert "alert(1)" in block and "<" not in block and ">" not in block  # cannot end the data block early
+    assert any(t.get("name") == evil for t in json.loads(block)["data"])  # the label survives, as data

@@ -44,7 +44,7 @@ def test_per_sample_results_download_for_a_completed_submission(client, version)
     SampleResult.objects.create(cell=cell, index=4, prediction="", expected=["8"], score=0.0,
                                 finish_reason="length", answer_outcome="cut_off_while_reasoning",
                                 answer_found_by="field:reasoning_content", reasoning_chars=900, reasoning_tokens=250)
-    rows = list(csv.DictReader(io.StringIO(client.get(f"/models/{sub.pk}/samples.csv").content.decode())))
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/models/{sub.pk}/samples.csv").getvalue().decode())))
     common = {"task": cell.task.key, "length": str(cell.length), "method": "full", "budget": "1.0", "error": "",
               "prompt_tokens": "", "output_tokens": "", "latency_s": ""}
     assert rows == [

@@ -43,8 +43,8 @@ def test_the_leaderboard_ranks_rows_with_scores_per_length_and_effective_length(
     fading = LeaderboardRow.objects.get(model_name="Fading-13B")
     assert strong.effective_length == 2048 and fading.effective_length == 512
     assert strong.average == pytest.approx((99 + 97 + 95) / 3)
-    assert 'class="num score below"' in body  # Fading's 80 and 40 are under 85.6
-    assert "plotly-graph-div" in body and "vendor/plotly/plotly.min.js" in body
+    assert 'class="num score band-80 below"' in body  # Fading's 80 and 40 are under 85.6
+    assert 'class="plotly-chart"' in body and "vendor/plotly/plotly.min.js" in body
     assert "Strong-7B (95% CI)" in body  # the curves carry their confidence bands
 
 
@@ -115,7 +115,7 @@ def test_the_model_page_has_heatmap_efficiency_provenance_and_samples(client, th
     SampleResult.objects.create(cell=cell, index=1, prediction="no idea", expected=["7654321"], score=0.0,
                                 metadata={"depth_percent": 75})
     body = client.get(f"/models/{local.pk}/").content.decode()
-    assert body.count("plotly-graph-div") >= 4  # heatmap, task curves, budget, pareto (+ depth)
+    assert body.count('class="plotly-chart"') >= 4  # heatmap, task curves, budget, pareto (+ depth)
     assert local.version.spec_hash in body and "snapkv" in body
     failures = client.get(f"/models/{local.pk}/?failures=1").content.decode()
     assert "7654321" in failures and "1234567" not in failures

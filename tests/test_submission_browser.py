@@ -1,12 +1,15 @@
-"""A newcomer in headless Chromium: sign up, submit a local test endpoint, watch the progress bar move without a
-page reload, and find the completed result on the leaderboard. Real web server, real Celery worker on Redis,
-real OpenAI-compatible test server (private endpoints are allowed, as in the demo)."""
+"""A newcomer in headless Chromium: sign up, confirm the e-mail address through the link, submit a local test
+endpoint, watch the progress bar move without a page reload, and find the completed result on the leaderboard.
+Real web server, real Celery worker on Redis, real OpenAI-compatible test server (private endpoints are allowed, as
+in the demo)."""
 
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
+from django.core import mail
 from kombu import Connection
 
 from leaderboard import moderation
@@ -55,6 +58,11 @@ def test_a_newcomer_signs_up_submits_watches_the_progress_and_finds_the_result(
         with page.expect_navigation():
             page.click("form.stacked button[type=submit]")
         assert page.url.endswith("/submit/"), page.url
+        assert "confirm your e-mail address" in page.inner_text("#verify")
+        link = re.search(r"http://\S+/accounts/confirm/\S+/", mail.outbox[-1].body).group(0)
+        page.goto(link)
+        assert "confirmed" in page.inner_text("#confirmation")
+        page.goto(live_server.url + "/submit/")
         assert page.is_hidden("fieldset[data-kind=huggingface]")  # the form shows the endpoint's fields only
 
         page.fill("input[name=display_name]", "Browser-Test-1B")

@@ -1,3 +1,4 @@
+from leaderboard.models.accounts import VerifiedAddress
 from leaderboard.models.board import LeaderboardRow
 from leaderboard.models.results import Cell, CellSizing, CellStatus, CiMethod, SampleAnswer, SampleResult
 from leaderboard.models.submissions import (
@@ -42,6 +43,7 @@ __all__ = [
     "TaskRecord",
     "TaskSpec",
     "TaskState",
+    "VerifiedAddress",
     "VersionStatus",
     "Visibility",
     "WorkerHeartbeat",

@@ -107,6 +107,8 @@ class Submission(models.Model):
     submitter = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions"
     )
+    submitter_address = models.CharField(
+        max_length=254, blank=True, help_text="The submitter's verified address as the quota counts it.")
     kv_methods = models.JSONField(
         default=list, blank=True,
         help_text='Requested compressing KV methods (local models); never "full": the full cache always runs.')
@@ -154,6 +156,7 @@ class Submission(models.Model):
             models.Index(fields=["version", "status", "visibility"], name="submission_board_lookup"),
             models.Index(fields=["status", "created_at"], name="submission_queue_order"),
             models.Index(fields=["submitter", "-created_at"], name="submission_by_submitter"),
+            models.Index(fields=["submitter_address", "-created_at"], name="submission_by_address"),
             models.Index(fields=["import_sha256"], name="submission_by_import_hash"),
         ]
 
