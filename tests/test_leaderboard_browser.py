@@ -26,11 +26,20 @@ class WatchedBrowser:
         self.instance = instance
         self.problems: list[str] = []
 
-    def new_page(self, **kwargs):
-        page = self.instance.new_page(**kwargs)
+    def watch(self, page) -> None:
         page.on("console", lambda msg: self.problems.append(f"{page.url}: {msg.text}") if msg.type == "error" else None)
         page.on("pageerror", lambda exc: self.problems.append(f"{page.url}: uncaught {exc}"))
+
+    def new_page(self, **kwargs):
+        page = self.instance.new_page(**kwargs)
+        self.watch(page)
         return page
+
+    def new_context(self, **kwargs):
+        """A context (own cookies, e.g. a logged-in user) whose every page is watched the same way."""
+        context = self.instance.new_context(**kwargs)
+        context.on("page", self.watch)
+        return context
 
     def take_problems(self) -> list[str]:
         problems, self.problems = self.problems, []
