@@ -32,8 +32,9 @@ class ReportedResult(models.Model):
         ordering = ("version", "line")
         constraints = [
             models.UniqueConstraint(fields=["version", "label"], name="reported_unique_label_per_version"),
-            models.CheckConstraint(condition=Q(base_score__isnull=True) | (Q(base_score__gte=0) & Q(base_score__lte=100)),
-                                   name="reported_base_score_0_100"),
+            models.CheckConstraint(
+                condition=Q(base_score__isnull=True) | (Q(base_score__gte=0) & Q(base_score__lte=100)),
+                name="reported_base_score_0_100"),
         ]
 
     def __str__(self) -> str:
