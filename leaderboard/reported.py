@@ -289,7 +289,9 @@ def load_version(spec: VersionSpec, parsed: list[ReportedRow]) -> LoadOutcome:
             continue
         entry = result.submission.model
         same_entry = all(getattr(entry, k) == v for k, v in entry_fields.items())
-        if same_entry and all(getattr(result, k) == v for k, v in fields.items()):
+        if same_entry and all(getattr(result, k) == v for k, v in fields.items() if k != "line"):
+            if result.line != row.line:  # moved in the file, figures unchanged: its row stays as it is
+                ReportedResult.objects.filter(pk=result.pk).update(line=row.line)
             outcome.unchanged += 1
             continue
         for key, value in entry_fields.items():
