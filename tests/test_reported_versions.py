@@ -24,6 +24,7 @@ from leaderboard.models import (
 )
 from leaderboard.submitting import SubmissionRefused, SubmissionRequest, create
 from tests.factories import make_default_version, submission_post
+from tests.test_leaderboard_browser import browser  # noqa: F401  (the watched Chromium fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -291,3 +292,32 @@ def test_demo_rows_are_opt_in_and_always_marked(loaded, client) -> None:
     assert page.count('class="badge warn demo"') == LeaderboardRow.objects.filter(
         version=version, organisation="Demo data").count() > 0
     assert "Yi (34B)" in client.get("/").content.decode()  # demo rows alone do not make the front page
+
+
+# --- in a browser -------------------------------------------------------------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_page_after_make_run_shows_real_models_with_sources(live_server, browser) -> None:  # noqa: F811
+    from tests.test_leaderboard_browser import ARTIFACTS
+
+    call_command("seed_versions")  # what `make run` does before serving, with DEMO_MODELS at its default of 0
+    call_command("load_reported")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(live_server.url + "/")
+    page.wait_for_selector(".chart .js-plotly-plot")
+    assert "Reported by the benchmark's authors, not measured here." in page.inner_text(".reported-notice")
+    names = page.locator("table.board tbody th[scope=row] > a").all_inner_texts()
+    assert len(names) >= 50 and "Gemini-1.5-pro" in names and "Llama3.1 (70B)" in names
+    sources = page.locator("table.board tbody a:text('source')")
+    assert sources.count() == len(names)
+    assert sources.first.get_attribute("href").startswith("https://github.com/NVIDIA/RULER/blob/ebe802c")
+    assert page.locator("text=Demo data").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "reported-front-page.png"))
+    page.click("text=NoLiMa, as published by its authors")
+    page.wait_for_selector("table.board")
+    assert "GPT-4o" in page.locator("table.board tbody th[scope=row] > a").all_inner_texts()
+    page.click("table.board tbody th[scope=row] > a:text-is('Llama 3.1 8B')")
+    page.wait_for_selector("#elsewhere")
+    assert "Llama3.1 (8B)" in page.inner_text("#elsewhere")
+    page.screenshot(path=str(ARTIFACTS / "reported-model.png"), full_page=True)
