@@ -9,12 +9,20 @@ from typing import Any
 
 import pandas as pd
 from django.core.cache import cache
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import QueryDict
 
 from evalworkers.kv import registry
 from leaderboard import metrics
-from leaderboard.models import BenchmarkVersion, LeaderboardRow, ModelKind, TaskCategory, Visibility
+from leaderboard.demo_data import DEMO_ORGANISATION
+from leaderboard.models import (
+    BenchmarkVersion,
+    LeaderboardRow,
+    ModelKind,
+    TaskCategory,
+    VersionStatus,
+    Visibility,
+)
 
 SORTABLE = {"rank", "model", "claimed", "effective", "average", "wavg_inc", "wavg_dec", "params", "date"}
 MAX_CURVES = 8
@@ -91,6 +99,7 @@ class BoardRow:
     effective_length: int | None
     ci_low: float | None
     ci_high: float | None
+    threshold: float | None = None  # the score its lengths must reach (a reported row's own, under a relative rule)
     scoped: bool = False  # scores of one task or category: the row's CIs are for all tasks and do not apply
     rank: int | None = None
     rank_high: int | None = None
@@ -121,6 +130,24 @@ def version_stamp(slug: str) -> tuple[int, object] | None:
     if slug:
         versions = versions.filter(slug=slug)
     return versions.values_list("pk", "board_changed_at").first()
+
+
+def real_rows() -> QuerySet[LeaderboardRow]:
+    """Visible rows of real models: neither hidden nor the fictional demo data."""
+    return LeaderboardRow.objects.exclude(visibility=Visibility.HIDDEN).exclude(organisation=DEMO_ORGANISATION)
+
+
+def landing_stamp() -> tuple[int, object] | None:
+    """The version the front page shows when none is asked for: the default version once it has a real model on
+    it, else the version with the most real models (a reported version on a fresh install), else the default."""
+    default = version_stamp("")
+    if default is not None and real_rows().filter(version_id=default[0]).exists():
+        return default
+    busiest = (real_rows().filter(version__status__in=[VersionStatus.PUBLISHED, VersionStatus.RETIRED])
+               .values("version_id").annotate(n=Count("pk")).order_by("-n", "version_id").first())
+    if busiest is None:
+        return default
+    return BenchmarkVersion.objects.filter(pk=busiest["version_id"]).values_list("pk", "board_changed_at").first()
 
 
 def visible_rows(version: BenchmarkVersion) -> QuerySet[LeaderboardRow]:
@@ -180,7 +207,8 @@ def build(version: BenchmarkVersion, f: BoardFilters) -> list[BoardRow]:
         if all_tasks:  # the cached row already holds every aggregate
             board.append(BoardRow(row=row, scores=scores, average=row.average, wavg_inc=row.wavg_inc,
                                   wavg_dec=row.wavg_dec, effective_length=row.effective_length,
-                                  ci_low=row.ci_low, ci_high=row.ci_high))
+                                  ci_low=row.ci_low, ci_high=row.ci_high,
+                                  threshold=row.threshold if row.reported else version.effective_length_threshold))
             continue
         values = [scores[n] for n in lengths]
         complete = all(v is not None for v in values)
@@ -188,7 +216,7 @@ def build(version: BenchmarkVersion, f: BoardFilters) -> list[BoardRow]:
         board.append(BoardRow(
             row=row, scores=scores, average=sum(values) / len(values) if complete else None, wavg_inc=inc,
             wavg_dec=dec, effective_length=metrics.effective_length(scores, version.effective_length_threshold),
-            ci_low=None, ci_high=None, scoped=True,
+            ci_low=None, ci_high=None, scoped=True, threshold=version.effective_length_threshold,
         ))
     _rank(board)
     return _sorted(board, f.sort)

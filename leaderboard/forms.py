@@ -58,7 +58,7 @@ class SignupForm(UserCreationForm):
 
 
 def _version_choices() -> Any:
-    return BenchmarkVersion.objects.published().order_by("-is_default", "slug")
+    return BenchmarkVersion.objects.submittable().order_by("-is_default", "slug")
 
 
 def _budget_label(b: float) -> str:

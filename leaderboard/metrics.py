@@ -132,6 +132,26 @@ def effective_length(scores_by_length: Mapping[int, float | None], threshold: fl
     return best
 
 
+def effective_length_decided(scores_by_length: Mapping[int, float | None],
+                             threshold: float) -> tuple[int | None, bool]:
+    """(effective length, decided) for scores that may have gaps (a published table with "-" or blank cells).
+
+    Walking up from the shortest length: the first score under `threshold` decides (the length before it, or None
+    when the shortest fails); a missing score before any failure leaves it undecided, since that length is not
+    known to pass; every length passing gives the longest. Unlike `effective_length`, a gap is not a failure: a
+    table that did not print a score does not say the model failed there.
+    """
+    best: int | None = None
+    for length in sorted(scores_by_length, key=int):
+        score = _num(scores_by_length[length])
+        if score is None:
+            return best, False
+        if score < float(threshold):
+            return best, True
+        best = int(length)
+    return best, True
+
+
 def _weighted_means(scores: np.ndarray, weights: np.ndarray) -> list[float | None]:
     """Per column, the weighted mean over the rows that were measured; None for a column with no measurement."""
     measured = ~np.isnan(scores)

@@ -8,7 +8,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from leaderboard import metrics
+from leaderboard import metrics, reported_rows
 from leaderboard.models import (
     BenchmarkVersion,
     Cell,
@@ -49,6 +49,8 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
     if sub.status != SubmissionStatus.COMPLETED:
         return []
     version = sub.version
+    if version.is_reported:  # a published table's row: no cells, its figures are the reported result's
+        return reported_rows.build(sub)
     ended = Cell.objects.filter(submission=sub, status__in=[CellStatus.COMPLETED, CellStatus.OOM])
     # A cell whose prompts missed their length is not a score at that length: it stays off its column.
     records = list(

@@ -160,6 +160,11 @@ def create(user: AbstractBaseUser, req: SubmissionRequest) -> Submission:
     hold it)."""
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one submission per user at a time
     BenchmarkVersion.objects.select_for_update().filter(pk=req.version.pk).first()  # and per version
+    if req.version.is_reported:
+        raise SubmissionRefused(
+            f"{req.version.slug} holds {req.version.benchmark_name or 'an external benchmark'}'s published results, "
+            "reported by the benchmark's authors and not measured here: it takes no submissions. Choose a version "
+            "that is measured here.", field="version")
     if not verification.is_verified(user):
         raise SubmissionRefused(UNVERIFIED)
     address = verification.quota_address(user)

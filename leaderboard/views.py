@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -14,6 +17,7 @@ from leaderboard import (
     board,
     charts,
     cost,
+    crossref,
     efficiency,
     pagecache,
     partial,
@@ -25,6 +29,7 @@ from leaderboard import (
 )
 from leaderboard.models import (
     BenchmarkVersion,
+    EffectiveLengthRule,
     LeaderboardRow,
     Submission,
     SubmissionStatus,
@@ -41,7 +46,7 @@ CI_NOTE = (f"{METHOD_LABELS[IntervalMethod.PRICE_BONETT]} (Price & Bonett 2004),
 
 def index(request: HttpRequest) -> HttpResponse:
     filters = board.BoardFilters.from_query(request.GET)
-    stamp = board.version_stamp(filters.version)
+    stamp = board.version_stamp(filters.version) if filters.version else board.landing_stamp()
     if stamp is None:
         ctx = {"filters": filters, "versions": BenchmarkVersion.objects.browsable(), "version": None}
         return render(request, "leaderboard/index.html", ctx, status=404 if filters.version else 200)
@@ -50,12 +55,16 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -> HttpResponse:
     version = BenchmarkVersion.objects.get(pk=version_id)
-    ctx: dict = {"filters": filters, "versions": BenchmarkVersion.objects.browsable(), "version": version}
+    if not filters.version:  # the landing version: its links and downloads name it
+        filters = replace(filters, version=version.slug)
+    ctx: dict = {"filters": filters, "versions": BenchmarkVersion.objects.browsable(), "version": version,
+                 "other_boards": _other_boards(version)}
     rows = board.cached_build(version, filters)
     lengths = list(version.lengths)
     curves = board.curve_rows(rows, filters.selected)
     page = Paginator(rows, BOARD_PAGE_SIZE).get_page(request.GET.get("page"))
-    figure = (charts.degradation_figure(curves, lengths, version.effective_length_threshold) if curves
+    line = None if version.effective_length_rule == EffectiveLengthRule.RELATIVE else version.effective_length_threshold
+    figure = (charts.degradation_figure(curves, lengths, line) if curves
               else charts.empty_figure("No completed submissions match these filters yet."))
     all_rows = board.visible_rows(version)
     ctx.update(
@@ -73,6 +82,14 @@ def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -
     return render(request, "leaderboard/index.html", ctx)
 
 
+def _other_boards(version: BenchmarkVersion) -> list[dict]:
+    """The other browsable versions with how many real models each shows, for the front page's links."""
+    counts = dict(board.real_rows().values_list("version_id").annotate(n=Count("pk")).values_list("version_id", "n"))
+    return [{"version": v, "models": counts.get(v.pk, 0)}
+            for v in BenchmarkVersion.objects.browsable().exclude(pk=version.pk).order_by("origin", "slug")
+            if counts.get(v.pk)]
+
+
 def _public_submission(request: HttpRequest, submission_id: int) -> Submission:
     sub = get_object_or_404(Submission.objects.select_related("model", "version"), pk=submission_id)
     if sub.visibility == Visibility.HIDDEN and not request.user.is_staff:
@@ -84,7 +101,27 @@ def model_detail(request: HttpRequest, submission_id: int) -> HttpResponse:
     sub = _public_submission(request, submission_id)
     if sub.status != SubmissionStatus.COMPLETED:  # its cells still move (or it ended without a result)
         return _unfinished(request, sub)
+    if sub.version.is_reported:
+        return _reported_detail(request, sub)
     return pagecache.cached_page(request, sub.version, lambda: _model_detail(request, sub))
+
+
+def _reported_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
+    """A row of a published table: its figures as published, ours computed from them, the checks, the source."""
+    version = sub.version
+    lengths = list(version.lengths)
+    row = LeaderboardRow.objects.filter(submission=sub).first()
+    result = getattr(sub, "reported_result", None)
+    published_scores = (result.published or {}).get("scores", {}) if result else {}
+    curve = [{"label": sub.model.display_name, "scores_by_length": row.scores_by_length}] if row else []
+    line = row.threshold if row and row.threshold is not None else None
+    return render(request, "leaderboard/model_reported.html", {
+        "sub": sub, "entry": sub.model, "version": version, "row": row, "result": result,
+        "length_rows": [{"label": charts.length_label(n), "published": published_scores.get(str(n), ""),
+                         "score": row.scores_by_length.get(str(n)) if row else None} for n in lengths],
+        "curve_div": charts.to_div(charts.degradation_figure(curve, lengths, line)) if curve else "",
+        "elsewhere": crossref.elsewhere(sub),
+    })
 
 
 def _unfinished(request: HttpRequest, sub: Submission) -> HttpResponse:
@@ -131,6 +168,7 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
         "cells": sub.cells.select_related("task").order_by("task__key", "length", "method", "-budget"),
         "page": page, "failures_only": failures_only, "task_filter": task_filter,
         "events": sub.events.select_related("actor"), "answers": samples.answer_summary(sub),
+        "elsewhere": crossref.elsewhere(sub),
     }
     return render(request, "leaderboard/model.html", ctx)
 
@@ -184,6 +222,12 @@ def versions(request: HttpRequest) -> HttpResponse:
 
 def version_detail(request: HttpRequest, slug: str) -> HttpResponse:
     version = get_object_or_404(BenchmarkVersion.objects.browsable(), slug=slug)
+    if version.is_reported:
+        visible = board.visible_rows(version)
+        return render(request, "leaderboard/version_reported.html", {
+            "version": version, "length_labels": [charts.length_label(n) for n in version.lengths],
+            "rows_count": visible.count(), "disagreeing": list(visible.filter(disagrees=True).order_by("model_name")),
+        })
     tasks = [(t, ruler.standing(t.key, t.task_type, t.params, t.max_new_tokens)) for t in version.tasks.all()]
     return render(request, "leaderboard/version.html", {
         "version": version, "tasks": tasks, "changes": versioning.changelog(version),

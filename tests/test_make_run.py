@@ -32,7 +32,8 @@ def embedded_env(var: Path) -> dict[str, str]:
 def test_serve_script_runs_web_workers_and_scheduler_and_stops_cleanly(tmp_path: Path) -> None:
     var = tmp_path / "var"
     env = embedded_env(var)
-    for command in (["migrate", "--noinput"], ["seed_versions"], ["collectstatic", "--noinput", "-v", "0"]):
+    for command in (["migrate", "--noinput"], ["seed_versions"], ["load_reported"],
+                    ["collectstatic", "--noinput", "-v", "0"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True,
                        capture_output=True, timeout=300)
     port = free_port()
@@ -50,6 +51,7 @@ def test_serve_script_runs_web_workers_and_scheduler_and_stops_cleanly(tmp_path:
 
         page = wait_for(home, 60, "the web server to answer", output)
         assert "v1" in page and "smoke" in page
+        assert "Yi (34B)" in page and "not measured here" in page  # real, sourced models on the first page
 
         with Connection("filesystem://", transport_options=filesystem_transport_options(var / "broker")) as conn:
             from evalworkers.tasks import heartbeat

@@ -1,5 +1,6 @@
 from leaderboard.models.accounts import VerifiedAddress
 from leaderboard.models.board import LeaderboardRow
+from leaderboard.models.reported import ReportedResult
 from leaderboard.models.results import Cell, CellSizing, CellStatus, CiMethod, SampleAnswer, SampleResult
 from leaderboard.models.submissions import (
     ApiMode,
@@ -14,9 +15,11 @@ from leaderboard.models.submissions import (
 from leaderboard.models.versions import (
     KNOWN_KV_METHODS,
     BenchmarkVersion,
+    EffectiveLengthRule,
     FrozenVersionError,
     TaskCategory,
     TaskSpec,
+    VersionOrigin,
     VersionStatus,
 )
 from leaderboard.models.workers import TaskRecord, TaskState, WorkerHeartbeat
@@ -29,11 +32,13 @@ __all__ = [
     "CellSizing",
     "CellStatus",
     "CiMethod",
+    "EffectiveLengthRule",
     "EventAction",
     "FrozenVersionError",
     "LeaderboardRow",
     "ModelEntry",
     "ModelKind",
+    "ReportedResult",
     "SampleAnswer",
     "SampleResult",
     "Submission",
@@ -44,6 +49,7 @@ __all__ = [
     "TaskSpec",
     "TaskState",
     "VerifiedAddress",
+    "VersionOrigin",
     "VersionStatus",
     "Visibility",
     "WorkerHeartbeat",

@@ -49,6 +49,12 @@ class LeaderboardRow(models.Model):
     partial_reason = models.CharField(
         max_length=300, blank=True,
         help_text="Why the row is partial (cells missing, tasks of the imported file skipped); blank: it is not.")
+    reported = models.JSONField(
+        default=dict, blank=True,
+        help_text="A reported version's row: source_url, link, notes, the published figures as printed, the "
+                  "threshold used, and the checks of our computed figures against the published ones.")
+    disagrees = models.BooleanField(
+        default=False, help_text="A published figure disagrees with the one computed here from the same table.")
     kv_bytes_mean = models.FloatField(null=True, blank=True)
     samples = models.PositiveIntegerField(default=0)
     samples_errored = models.PositiveIntegerField(default=0)
@@ -72,6 +78,23 @@ class LeaderboardRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.method}:{self.budget:g} on {self.version_id}"
+
+    @property
+    def checks(self) -> list[dict]:
+        return list((self.reported or {}).get("checks", []))
+
+    @property
+    def threshold(self) -> float | None:
+        """The score this row's lengths must reach (a reported row's own, under a relative rule)."""
+        if self.reported and "threshold" in self.reported:
+            return self.reported["threshold"]
+        return None
+
+    @property
+    def is_demo(self) -> bool:
+        from leaderboard.demo_data import DEMO_ORGANISATION
+
+        return self.organisation == DEMO_ORGANISATION
 
     @property
     def is_partial(self) -> bool:

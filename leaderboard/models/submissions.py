@@ -48,6 +48,10 @@ class ModelEntry(models.Model):
     tokenizer_hint = models.CharField(max_length=200, blank=True)
     hf_repo = models.CharField(max_length=200, blank=True, help_text="Hugging Face repo id, local dir or GGUF file.")
     hf_revision = models.CharField(max_length=100, blank=True)
+    model_key = models.CharField(
+        max_length=200, blank=True, editable=False,
+        help_text="The model's identity across versions: its Hugging Face repo id in lower case, or the alias "
+                  "table's key (data/reported/aliases.csv); set on save.")
     parameters_b = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     claimed_context = models.PositiveIntegerField(null=True, blank=True)
     model_card_url = models.URLField(max_length=500, blank=True)
@@ -71,10 +75,18 @@ class ModelEntry(models.Model):
                 condition=~Q(kind=ModelKind.HUGGINGFACE) | ~Q(hf_repo=""), name="model_local_has_repo"
             ),
         ]
-        indexes = [models.Index(fields=["kind", "display_name"], name="model_kind_name")]
+        indexes = [models.Index(fields=["kind", "display_name"], name="model_kind_name"),
+                   models.Index(fields=["model_key"], name="model_by_key")]
 
     def __str__(self) -> str:
         return self.display_name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.model_key:
+            from leaderboard.model_identity import model_key
+
+            self.model_key = model_key(self.hf_repo, self.display_name)
+        super().save(*args, **kwargs)
 
 
 class SubmissionStatus(models.TextChoices):

@@ -27,6 +27,25 @@ class TaskCategory(models.TextChoices):
     QA = "qa", "Question answering"
 
 
+class VersionOrigin(models.TextChoices):
+    """Where a version's scores come from: measured here by our workers, or reported by an external benchmark's
+    authors (a table carried over from their publication; such a version never takes a submission)."""
+
+    MEASURED = "measured", "Measured here"
+    REPORTED = "reported", "Reported by the benchmark's authors"
+
+
+class EffectiveLengthRule(models.TextChoices):
+    """How a version's effective length is decided from the per-length scores (always computed by us).
+
+    ABSOLUTE: the longest length up to which every score reaches the threshold (RULER: 85.6, Llama-2-7B-chat at 4K).
+    RELATIVE: the same with the threshold taken as a percentage of the model's own base score (NoLiMa: 85% of its
+    short-context score); only reported rows carry a base score, so only reported versions use it."""
+
+    ABSOLUTE = "absolute", "Absolute threshold"
+    RELATIVE = "relative", "Percentage of the model's base score"
+
+
 class FrozenVersionError(ValidationError):
     """Raised when something tries to change what a published version measures."""
 
@@ -54,6 +73,10 @@ class BenchmarkVersionQuerySet(models.QuerySet):
     def browsable(self) -> BenchmarkVersionQuerySet:
         return self.exclude(status=VersionStatus.DRAFT)
 
+    def submittable(self) -> BenchmarkVersionQuerySet:
+        """Published versions that take submissions: never a reported one (its scores are someone else's)."""
+        return self.published().filter(origin=VersionOrigin.MEASURED)
+
     def default(self) -> BenchmarkVersion | None:
         """The default version (at most one, always published: a constraint), or None; the one place that
         says which version a page, the form or a command uses when none is named."""
@@ -63,7 +86,8 @@ class BenchmarkVersionQuerySet(models.QuerySet):
 class BenchmarkVersion(models.Model):
     FROZEN_FIELDS: ClassVar[tuple[str, ...]] = (
         "slug", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
-        "kv_methods", "kv_budgets", "kv_method_budgets", "params", "spec_hash",
+        "kv_methods", "kv_budgets", "kv_method_budgets", "params", "spec_hash", "origin", "effective_length_rule",
+        "reported_tasks",
     )
 
     slug = models.SlugField(max_length=40, unique=True, help_text="Short stable name used in URLs, e.g. v1.")
@@ -76,6 +100,19 @@ class BenchmarkVersion(models.Model):
     effective_length_threshold = models.FloatField(
         default=85.6, help_text="Score (0-100) a length must reach to count as effective (RULER: 85.6)."
     )
+    effective_length_rule = models.CharField(
+        max_length=12, choices=EffectiveLengthRule.choices, default=EffectiveLengthRule.ABSOLUTE,
+        help_text="Absolute: the threshold is a score (0-100). Relative: it is a percentage of each model's own base "
+                  "score (NoLiMa: 85); reported versions only.")
+    origin = models.CharField(
+        max_length=12, choices=VersionOrigin.choices, default=VersionOrigin.MEASURED,
+        help_text="Reported: an external benchmark's published table; never offered for submissions.")
+    benchmark_name = models.CharField(max_length=60, blank=True,
+                                      help_text="The external benchmark a reported version carries over, e.g. RULER.")
+    source_url = models.URLField(max_length=500, blank=True,
+                                 help_text="Where a reported version's table was published (with the commit).")
+    reported_tasks = models.JSONField(
+        default=list, blank=True, help_text="A reported version's tasks or task groups, as its authors name them.")
     kv_methods = models.JSONField(default=list, blank=True, help_text='KV methods offered, e.g. ["full", "snapkv"].')
     kv_budgets = models.JSONField(default=list, blank=True, help_text="KV budgets offered, fractions in (0, 1].")
     kv_method_budgets = models.JSONField(
@@ -103,6 +140,13 @@ class BenchmarkVersion(models.Model):
             models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="version_single_default"),
             models.CheckConstraint(
                 condition=Q(is_default=False) | Q(status=VersionStatus.PUBLISHED), name="version_default_is_published"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | Q(origin=VersionOrigin.MEASURED), name="version_default_is_measured"
+            ),
+            models.CheckConstraint(
+                condition=Q(effective_length_rule=EffectiveLengthRule.ABSOLUTE) | Q(origin=VersionOrigin.REPORTED),
+                name="version_relative_rule_is_reported",
             ),
             models.CheckConstraint(condition=Q(samples_per_cell__gt=0), name="version_samples_positive"),
             models.CheckConstraint(
@@ -134,6 +178,25 @@ class BenchmarkVersion(models.Model):
     @property
     def is_frozen(self) -> bool:
         return self.status != VersionStatus.DRAFT
+
+    @property
+    def is_reported(self) -> bool:
+        return self.origin == VersionOrigin.REPORTED
+
+    def threshold_for(self, base_score: float | None) -> float | None:
+        """The score a length must reach for this version's effective length: the threshold itself, or (relative
+        rule) that percentage of the model's base score; None when the rule needs a base score and there is none."""
+        if self.effective_length_rule == EffectiveLengthRule.RELATIVE:
+            return None if base_score is None else self.effective_length_threshold * base_score / 100.0
+        return self.effective_length_threshold
+
+    @property
+    def rule_text(self) -> str:
+        """The effective-length rule in words, for pages."""
+        if self.effective_length_rule == EffectiveLengthRule.RELATIVE:
+            return (f"the longest length up to which every score stays at or above "
+                    f"{self.effective_length_threshold:g}% of the model's own base score")
+        return f"the longest length up to which every score stays at or above {self.effective_length_threshold:g}"
 
     @property
     def max_length(self) -> int:
