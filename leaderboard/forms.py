@@ -24,7 +24,8 @@ from evalworkers.backends.options import ALLOWED, OptionsError, validate_request
 from evalworkers.kv import budgets as kv_budgets
 from evalworkers.kv import registry as kv_registry
 from leaderboard.models import ApiMode, BenchmarkVersion, ModelKind, VerifiedAddress
-from leaderboard.submitting import DEFAULT_REVISION, SubmissionRequest
+from leaderboard.submission_kinds import DEFAULT_REVISION, RULES
+from leaderboard.submitting import SubmissionRequest
 from leaderboard.verification import canonical_address
 
 MAX_CONTEXT = 100_000_000  # tokens; anything above is a typo, not a claim
@@ -32,10 +33,7 @@ HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9
 HF_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,99}$")
 HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*\.?$")
 API_KEY_RE = re.compile(r"^[\x21-\x7e]+$")
-SUBMITTABLE_KINDS = [(ModelKind.ENDPOINT, "An OpenAI-compatible endpoint you run"),
-                     (ModelKind.HUGGINGFACE, "A Hugging Face model for our GPU workers (with KV-cache methods)")]
-ENDPOINT_FIELDS = ("endpoint_url", "api_model_name")
-LOCAL_FIELDS = ("hf_repo",)
+SUBMITTABLE_KINDS = [(kind, rules.label) for kind, rules in RULES.items()]
 
 
 class SignupForm(UserCreationForm):
@@ -233,22 +231,23 @@ class SubmissionForm(forms.Form):
     # --- checks across fields --------------------------------------------------------------------------
 
     def clean(self) -> dict[str, Any]:
+        """The chosen kind's required fields and its own check (``submission_kinds.RULES``)."""
         data = super().clean()
-        kind = data.get("kind")
-        if kind == ModelKind.ENDPOINT:
-            self._require(data, ENDPOINT_FIELDS, "is needed for an endpoint")
-            url, name = data.get("endpoint_url"), data.get("api_model_name")
-            if url and name and "api_mode" in data and "api_key" in data:
-                try:
-                    EndpointConfig(base_url=url, model=name, api_mode=data["api_mode"],
-                                   api_key=data["api_key"] or None)
-                except ValueError as exc:
-                    message = str(exc)
-                    self.add_error("endpoint_url", message[:1].upper() + message[1:] + ".")
-        elif kind == ModelKind.HUGGINGFACE:
-            self._require(data, LOCAL_FIELDS, "is needed for a Hugging Face model")
-            self._check_kv(data)
+        rules = RULES.get(data.get("kind") or "")
+        if rules is not None:
+            self._require(data, rules.required_fields, rules.requirement)
+            getattr(self, rules.form_check)(data)
         return data
+
+    def _check_endpoint(self, data: dict[str, Any]) -> None:
+        """The URL, model and key make an endpoint the workers may contact (the address rules included)."""
+        url, name = data.get("endpoint_url"), data.get("api_model_name")
+        if url and name and "api_mode" in data and "api_key" in data:
+            try:
+                EndpointConfig(base_url=url, model=name, api_mode=data["api_mode"], api_key=data["api_key"] or None)
+            except ValueError as exc:
+                message = str(exc)
+                self.add_error("endpoint_url", message[:1].upper() + message[1:] + ".")
 
     def _require(self, data: dict[str, Any], names: tuple[str, ...], why: str) -> None:
         for name in names:
@@ -297,17 +296,16 @@ class SubmissionForm(forms.Form):
             self.add_error("kv_methods", f"{method}: {why}.")
 
     def to_request(self) -> SubmissionRequest:
+        """Everything typed; what the chosen kind keeps is decided once, by its rules (``submitting.create``)."""
         d = self.cleaned_data
-        local = d["kind"] == ModelKind.HUGGINGFACE
         return SubmissionRequest(
             kind=d["kind"], display_name=d["display_name"], organisation=d.get("organisation", ""),
             version=d["version"], claimed_context=d["claimed_context"], parameters_b=d.get("parameters_b"),
             model_card_url=d.get("model_card_url", ""), paper_url=d.get("paper_url", ""),
-            endpoint_url="" if local else d["endpoint_url"], api_mode=d["api_mode"],
-            api_model_name="" if local else d["api_model_name"], api_key="" if local else d.get("api_key", ""),
-            tokenizer_hint=d.get("tokenizer_hint", ""), hf_repo=d.get("hf_repo", "") if local else "",
-            hf_revision=d.get("hf_revision", "") if local else "",
-            kv_methods=tuple(d.get("kv_methods") or ()) if local else (),
-            kv_budgets=tuple(float(b) for b in d.get("kv_budgets") or ()) if local else (),
-            request_options={} if local else d.get("request_options") or {},
+            endpoint_url=d.get("endpoint_url") or "", api_mode=d["api_mode"],
+            api_model_name=d.get("api_model_name") or "", api_key=d.get("api_key") or "",
+            tokenizer_hint=d.get("tokenizer_hint", ""), hf_repo=d.get("hf_repo") or "",
+            hf_revision=d.get("hf_revision") or "", kv_methods=tuple(d.get("kv_methods") or ()),
+            kv_budgets=tuple(float(b) for b in d.get("kv_budgets") or ()),
+            request_options=d.get("request_options") or {},
         )

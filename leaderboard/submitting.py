@@ -8,32 +8,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from evalworkers.backends.wire import api_root
 from leaderboard import moderation, verification
 from leaderboard.models import (
     BenchmarkVersion,
     EventAction,
     ModelEntry,
-    ModelKind,
     Submission,
     SubmissionEvent,
     SubmissionStatus,
     Visibility,
 )
+from leaderboard.submission_kinds import RULES
 
 #: Statuses that use up quota: everything but a failure or a cancellation (which cost the submitter nothing).
 QUOTA_EXCLUDED = (SubmissionStatus.FAILED, SubmissionStatus.CANCELLED)
-DEFAULT_REVISION = "main"
 UNVERIFIED = ("Confirm your e-mail address before your first submission: open the link we sent to it (ask for a new "
               "one below if it did not arrive or has expired).")
 
@@ -115,42 +112,18 @@ class SubmissionRefused(Exception):
         self.existing = existing
 
 
-def normalize_endpoint(url: str) -> str:
-    """One spelling per endpoint: scheme and host lower-cased, default port dropped, the API root (/v1)."""
-    parts = urlsplit(api_root(url))
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    netloc = host if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path, "", ""))
-
-
-def _same_config(req: SubmissionRequest) -> QuerySet[Submission]:
+def find_duplicate(req: SubmissionRequest) -> Submission | None:
+    """An active or completed (and not withdrawn) submission of the same model, version and configuration
+    (``submission_kinds``: what "the same" is for each kind)."""
+    rules = RULES[req.kind]
     candidates = Submission.objects.filter(version=req.version, model__kind=req.kind).filter(
         status__in=(*SubmissionStatus.active(), SubmissionStatus.COMPLETED)
     ).exclude(visibility=Visibility.HIDDEN).select_related("model")
-    if req.kind == ModelKind.ENDPOINT:
-        return candidates.filter(model__api_model_name=req.api_model_name, model__api_mode=req.api_mode)
-    return candidates.filter(model__hf_repo__iexact=req.hf_repo,
-                             model__hf_revision=req.hf_revision or DEFAULT_REVISION)
-
-
-def find_duplicate(req: SubmissionRequest) -> Submission | None:
-    """An active or completed (and not withdrawn) submission of the same model, version and configuration."""
-    if req.kind == ModelKind.ENDPOINT:
-        wanted = normalize_endpoint(req.endpoint_url)
-        return next((s for s in _same_config(req) if normalize_endpoint(s.model.endpoint_url) == wanted), None)
-    methods, budgets = sorted(req.kv_methods), sorted(float(b) for b in req.kv_budgets)
-    return next((s for s in _same_config(req)
-                 if sorted(s.kv_methods) == methods and sorted(float(b) for b in s.kv_budgets) == budgets), None)
+    return next((s for s in rules.same_config(candidates, req) if rules.is_same(s, req)), None)
 
 
 def needs_review(user: AbstractBaseUser, kind: str) -> bool:
-    if user.is_staff:
-        return False
-    return settings.REQUIRE_APPROVAL or (kind == ModelKind.HUGGINGFACE and settings.LOCAL_MODELS_REQUIRE_APPROVAL)
+    return not user.is_staff and RULES[kind].needs_review()
 
 
 @sensitive_variables("req")
@@ -171,33 +144,28 @@ def create(user: AbstractBaseUser, req: SubmissionRequest) -> Submission:
     quota = quota_for(user)
     if not quota.allows:
         raise SubmissionRefused(quota.refusal())
+    rules = RULES[req.kind]
     existing = find_duplicate(req)
     if existing is not None:
         raise SubmissionRefused(
-            f"This {'endpoint and model' if req.kind == ModelKind.ENDPOINT else 'model and KV configuration'} "
-            f"is already {existing.get_status_display().lower()} on {req.version.slug} (submission "
-            f"#{existing.pk}); see it instead of submitting it again.",
-            field="endpoint_url" if req.kind == ModelKind.ENDPOINT else "hf_repo", existing=existing,
+            f"This {rules.same_what} is already {existing.get_status_display().lower()} on {req.version.slug} "
+            f"(submission #{existing.pk}); see it instead of submitting it again.",
+            field=rules.identity_field, existing=existing,
         )
-    local = req.kind == ModelKind.HUGGINGFACE
     entry = ModelEntry.objects.create(
-        display_name=req.display_name, organisation=req.organisation, kind=req.kind,
-        endpoint_url="" if local else req.endpoint_url, api_model_name="" if local else req.api_model_name,
-        api_mode=req.api_mode, tokenizer_hint=req.tokenizer_hint,
-        hf_repo=req.hf_repo if local else "", hf_revision=(req.hf_revision or DEFAULT_REVISION) if local else "",
-        parameters_b=req.parameters_b, claimed_context=req.claimed_context, model_card_url=req.model_card_url,
-        paper_url=req.paper_url, created_by=user,
+        display_name=req.display_name, organisation=req.organisation, kind=req.kind, api_mode=req.api_mode,
+        tokenizer_hint=req.tokenizer_hint, parameters_b=req.parameters_b, claimed_context=req.claimed_context,
+        model_card_url=req.model_card_url, paper_url=req.paper_url, created_by=user, **rules.entry_fields(req),
     )
     review = needs_review(user, req.kind)
+    kept = rules.submission_fields(req)
+    api_key = kept.pop("api_key")
     sub = Submission(
         model=entry, version=req.version, submitter=user, submitter_address=address,
-        kv_methods=list(req.kv_methods) if local else [],
-        kv_budgets=[float(b) for b in req.kv_budgets] if local else [],
-        request_options={} if local else dict(req.request_options),
         status=SubmissionStatus.PENDING_REVIEW if review else SubmissionStatus.QUEUED,
-        queued_at=None if review else timezone.now(),
+        queued_at=None if review else timezone.now(), **kept,
     )
-    sub.set_api_key(None if local else (req.api_key or None))
+    sub.set_api_key(api_key)
     sub.save()
     SubmissionEvent.objects.create(submission=sub, actor=user, action=EventAction.SUBMITTED,
                                    note="waiting for review" if review else "")
