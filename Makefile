@@ -45,9 +45,10 @@ run: seed
 test: install reference
 	@eval "$$($(PY) scripts/services_env.py)" && $(PY) -m pytest $(PYTEST_ARGS)
 
-# The fast tier: no worker, scheduler or server processes, no model, no browser (see the README's Development).
+# The fast tier: no worker, scheduler or server processes, no model, no browser (see the README's Development),
+# spread over two test processes.
 test-fast: install
-	@eval "$$($(PY) scripts/services_env.py)" && $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	@eval "$$($(PY) scripts/services_env.py)" && $(PY) -m pytest -m "not slow" -n 2 --reuse-db $(PYTEST_ARGS)
 
 lint: install
 	.venv/bin/ruff check .

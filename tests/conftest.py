@@ -233,14 +233,48 @@ def _private_endpoints_allowed(settings) -> None:
     settings.ALLOW_PRIVATE_ENDPOINTS = True
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_throttle_counters_per_test_process() -> Iterator[None]:
+    """Under pytest-xdist (`make test-fast`), each test process counts rate limits under its own keys, so one
+    process clearing its counters never resets another's mid-test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        yield
+        return
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    throttle = dict(settings.CACHES["throttle"])
+    if "redis" in throttle["BACKEND"]:
+        throttle["KEY_PREFIX"] = f"throttle-{worker}"
+    else:
+        throttle["LOCATION"] = f"{throttle['LOCATION']}-{worker}"
+    with override_settings(CACHES={**settings.CACHES, "throttle": throttle}):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """The leaderboard caches built boards; a test must never see another test's."""
     from django.core.cache import cache, caches
 
     cache.clear()
-    caches["throttle"].clear()  # rate-limit counters too: every test starts as a fresh client
+    clear_throttle_counters(caches["throttle"])  # every test starts as a fresh client
     yield
+
+
+def clear_throttle_counters(throttle) -> None:
+    """Delete the rate-limit counters only: on Redis the throttle cache shares REDIS_URL's database with the
+    broker (and a developer's own data), which its clear() would flush whole."""
+    from django.core.cache.backends.redis import RedisCache
+
+    if not isinstance(throttle, RedisCache):
+        throttle.clear()
+        return
+    client = throttle._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=throttle.make_key("*")))
+    if keys:
+        client.delete(*keys)
 
 
 REFERENCE_MODELS_DIR = ROOT / "var" / "models"

@@ -3,11 +3,14 @@ identical re-generation."""
 
 import re
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from evalworkers.benchmark import CalibratedCounter, generate_sample, length_tolerance
+from evalworkers.benchmark import CalibratedCounter, generate_sample, length_tolerance, min_length
 from tests.benchmark_helpers import bpe_counter
+
+pytestmark = pytest.mark.slow  # property tests over many generated samples
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(min_value=0, max_value=2**63 - 1)
@@ -93,6 +96,8 @@ def test_every_task_fits_contains_its_gold_answers_and_regenerates(seed, length,
 @SETTINGS
 @given(seed=seeds, hops=st.integers(1, 2), confusing=st.integers(0, 3), length=lengths)
 def test_qa_gold_documents_appear_once(seed, hops, confusing, length):
+    # Two hops with three confusing facts need about 735 tokens; a length too short is refused (tested elsewhere).
+    assume(length >= 1.1 * min_length("synthetic_qa", {"hops": hops, "confusing_facts": confusing}, bpe_counter()))
     sample = generate_sample(
         seed=seed,
         task_key="qa",

@@ -26,7 +26,7 @@ from leaderboard.models import (
 )
 from tests.factories import make_entry, make_submission, make_version
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # slow: generates thousands of demo rows
 
 REAL_FAMILIES = ("llama", "mistral", "mixtral", "qwen", "gemma", "phi-", "gpt", "claude", "gemini", "falcon",
                  "yi-", "deepseek", "jamba", "command", "granite", "olmo", "glm", "internlm", "nemotron")

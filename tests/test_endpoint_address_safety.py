@@ -27,6 +27,8 @@ from evalworkers.backends.addresses import (
 from evalworkers.backends.guarded import GuardedTransport, UnsafeEndpointError
 from tests.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.slow  # real HTTP servers and redirects
+
 # The list, then more spellings of the same places.
 SSRF_URLS = [
     ("http://127.0.0.1", "loopback"),

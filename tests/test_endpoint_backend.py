@@ -27,6 +27,8 @@ from evalworkers.backends import (
 from evalworkers.backends.retry import parse_retry_after
 from tests.fake_openai import CHAT_PATH, COMPLETIONS_PATH, FakeCall, FakeOpenAI, Fault, fixed_answer
 
+pytestmark = pytest.mark.slow  # real HTTP servers (the fake endpoint), with retries and timeouts
+
 KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e2b4d"
 
 

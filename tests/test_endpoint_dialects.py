@@ -28,7 +28,7 @@ from tests.factories import make_default_version, make_entry, make_submission, m
 from tests.fake_openai import FakeCall, FakeOpenAI
 from tests.needle_reader import QUESTION, answer_value, expected_score, needle_reader
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # slow: real HTTP servers and a worker process
 
 DECOY = "9921840"
 REASONING = {"reasoning": True, "reasoning_extra_tokens": 64}

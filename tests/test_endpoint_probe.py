@@ -13,6 +13,8 @@ import pytest
 from evalworkers.backends import EndpointConfig, ProbeResult, probe
 from tests.fake_openai import GENERATION_PATHS, FakeOpenAI, Fault
 
+pytestmark = pytest.mark.slow  # real HTTP servers (the fake endpoint), with retries
+
 KEY = "sk-probe-4c8e2a6b0d9f1e3a5c7b"
 
 

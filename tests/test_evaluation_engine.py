@@ -20,6 +20,8 @@ from tests.factories import endpoint_submission, run_inline
 from tests.fake_openai import FakeOpenAI, Fault
 from tests.needle_reader import expected_score, needle_reader
 
+pytestmark = pytest.mark.slow  # real HTTP servers (the fake endpoint), with retries and timeouts
+
 KEY = "sk-engine-test-key-0042"
 FAST_RETRIES = {"EVAL_BACKOFF_BASE_S": "0.01", "EVAL_BACKOFF_CAP_S": "0.05", "EVAL_MAX_RETRIES": "3",
                 "EVAL_REQUEST_TIMEOUT_S": "2", "EVAL_DEADLINE_S": "6", "EVAL_BREAKER_THRESHOLD": "4",

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from leaderboard.models import Cell, LeaderboardRow, ModelEntry, Submission
 from tests.factories import make_version
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # slow: imports whole result files
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from leaderboard.models import CellStatus, ModelKind, Submission, SubmissionStat
 from tests.conftest import wait_for
 from tests.factories import make_entry, make_submission, make_version
 
+pytestmark = pytest.mark.slow  # loads models
+
 NEEDLE = {"haystack": "noise", "key_type": "words", "value_type": "numbers"}
 
 

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from config import env as config_env
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # starts `manage.py check --deploy` processes
 
 CHECK_DEPLOY = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
 

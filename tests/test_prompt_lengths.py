@@ -18,7 +18,7 @@ from leaderboard.models import LeaderboardRow, Submission, SubmissionStatus, Tas
 from tests.factories import endpoint_submission, make_version, run_inline
 from tests.fake_openai import FakeCall, FakeOpenAI
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # slow: real HTTP servers (the fake endpoint) and tokenizers
 
 LENGTH = 4096
 

@@ -26,7 +26,7 @@ from leaderboard.submitting import SubmissionRefused, SubmissionRequest, create
 from tests.factories import make_default_version, submission_post
 from tests.test_leaderboard_browser import browser  # noqa: F401  (the watched Chromium fixture)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # slow: loads the whole published tables in every test
 
 DATA = reported.DATA_DIR
 

@@ -16,6 +16,8 @@ from leaderboard.models import Submission, SubmissionStatus
 from tests.factories import make_default_version, submission_post
 from tests.fake_openai import ALL_PATHS, FakeOpenAI, Fault
 
+pytestmark = pytest.mark.slow  # real HTTP servers (the fake endpoint)
+
 KEY = "sk-live-SECRET-handling-0123456789abcdef"
 PARTS = (KEY, KEY[:12], KEY[-12:])  # also no recognisable piece of it
 

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from leaderboard.models import BenchmarkVersion, TaskSpec, VersionStatus
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # slow: seeds and hashes every published version
 V1_PUBLISHED_HASH = "e14c76a7291ad55c9f9715be3065b26d1bccfc4053fcaba799c8d003ea59fd8f"
 SMOKE_PUBLISHED_HASH = "368777ed7c2a011dd1adb507b214cd08aaeb953a362923603f50fb9fe877d032"
 

@@ -332,6 +332,7 @@ nasty_text = st.one_of(
 )
 
 
+@pytest.mark.slow  # 150 generated forms
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.dictionaries(st.sampled_from(FIELDS), nasty_text, max_size=len(FIELDS)),
        base=st.booleans())
