@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from celery import signals
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
@@ -83,13 +83,19 @@ class Lease:
         return bool(held)
 
     def keep(self, on_lost: Callable[[], None]) -> Ticker:
-        """Refresh every WORKER_HEARTBEAT_S on a thread; ``on_lost`` is called once when the lease is gone."""
+        """Refresh every WORKER_HEARTBEAT_S on a thread; ``on_lost`` is called once when the lease is gone.
+
+        A run inside a transaction (a cell run in-process by a caller that has not committed its claim) keeps no
+        thread: another connection could not see the cell and would take the lease for lost; the run's own
+        writes (``runner``'s flushes) refresh it instead."""
         def beat() -> None:
             if not self.refresh():
                 on_lost()
                 ticker.stop()
 
         ticker = Ticker(f"lease-{self.cell_id}", beat, settings.WORKER_HEARTBEAT_S)
+        if connection.in_atomic_block:
+            return ticker
         return ticker.start()
 
 

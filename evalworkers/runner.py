@@ -223,9 +223,10 @@ def run_cell(cell_id: int, worker: str = "") -> None:
             progress["done"] += len(stored)
             progress["errored"] += sum(o.score is None for o in stored)
             pending.clear()
+            now = timezone.now()
             Cell.objects.filter(pk=cell.pk, lease=lease.token).update(
                 samples_done=min(progress["done"], cell.samples_total), samples_errored=progress["errored"],
-                progress_at=timezone.now())
+                progress_at=now, heartbeat_at=now)
         progress["flushed"] = time.monotonic()
         if lease.lost.is_set() or not Submission.objects.filter(pk=sub.pk, status=SubmissionStatus.RUNNING).exists():
             stop.set()

@@ -176,6 +176,34 @@ def test_a_run_that_lost_its_lease_leaves_the_cell_to_its_new_holder(started) ->
     assert cell.status == CellStatus.RUNNING and cell.error == ""
 
 
+def test_a_cell_run_in_process_inside_a_transaction_keeps_its_lease_past_a_heartbeat(started, server,
+                                                                                     settings) -> None:
+    settings.WORKER_HEARTBEAT_S = 1.0  # several heartbeats pass during the cell
+    server.latency_s = 0.6
+    cell = Cell.objects.get(submission=started)
+    runner.run_cell(cell.pk, worker="inline@host")  # four samples, one at a time: more than two heartbeats
+    cell.refresh_from_db()
+    assert cell.status == CellStatus.COMPLETED and cell.samples_done == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_running_cell_keeps_proving_its_worker_alive(require_postgres, server, settings) -> None:
+    settings.WORKER_HEARTBEAT_S = 1.0
+    server.latency_s = 1.5  # the cell's calibration requests and its one sample: several heartbeats, one write
+    sub = endpoint_submission(server.base_url, "alive", api_key=KEY, samples=1)
+    cell_id = runner.start(sub.pk).cell_ids[0]
+    beats_before_any_sample: set = set()
+    errors: list = []
+    run = in_thread(lambda: runner.run_cell(cell_id, worker="busy@host"), errors)
+    while run.is_alive():
+        if not SampleResult.objects.filter(cell_id=cell_id).exists():
+            beats_before_any_sample.add(Cell.objects.filter(pk=cell_id).values_list("heartbeat_at", flat=True)[0])
+        time.sleep(0.2)
+    run.join()
+    assert errors == [] and Cell.objects.get(pk=cell_id).status == CellStatus.COMPLETED
+    assert len(beats_before_any_sample - {None}) >= 3  # the lease's own thread, not the writes, kept it fresh
+
+
 def test_a_start_that_made_no_cells_is_sent_again_once(db, server) -> None:
     sub = endpoint_submission(server.base_url, "start", api_key=KEY)
     long_ago = timezone.now() - timedelta(seconds=settings.EVAL_PROBE_RETRY_S + settings.WORKER_LOST_AFTER_S + 301)
