@@ -222,11 +222,14 @@ CELERY_TASK_DEFAULT_QUEUE = "api"
 CELERY_TASK_QUEUES = (
     Queue("api", Exchange("api", type="direct"), routing_key="api"),
     Queue("gpu", Exchange("gpu", type="direct"), routing_key="gpu"),
+    # The scheduler's own work (recovery), on a worker of its own: it must run while every api and gpu slot is
+    # busy with long cells, or when the worker that died was the only api worker.
+    Queue("control", Exchange("control", type="direct"), routing_key="control"),
 )
 # A submission's tasks go to its kind's queue (leaderboard.models.ModelKind.queue), named when they are sent.
 CELERY_TASK_ROUTES = {
     "evalworkers.tasks.heartbeat": {"queue": "api"},
-    "evalworkers.tasks.recover_lost_work": {"queue": "api"},
+    "evalworkers.tasks.recover_lost_work": {"queue": "control"},
 }
 CELERY_TASK_ALWAYS_EAGER = env.env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -275,7 +278,7 @@ CELERY_BEAT_SCHEDULE = {
     "recover-lost-work": {
         "task": "evalworkers.tasks.recover_lost_work",
         "schedule": RECOVERY_INTERVAL_S,
-        "options": {"queue": "api", "expires": RECOVERY_INTERVAL_S},
+        "options": {"queue": "control", "expires": RECOVERY_INTERVAL_S},
     },
 }
 

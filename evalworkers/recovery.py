@@ -25,6 +25,7 @@ from leaderboard.models import (
     Submission,
     SubmissionEvent,
     SubmissionStatus,
+    TaskRecord,
 )
 
 
@@ -89,3 +90,15 @@ def stalled_starts(now: datetime | None = None) -> list[HandedOn]:
         if taken:
             handed.append(HandedOn("start_submission", sub.pk, ModelKind(sub.model.kind).queue, reason))
     return handed
+
+
+CHECKS_KEPT_S = 3600.0
+
+
+def forget_old_checks(now: datetime | None = None) -> int:
+    """Delete the task records of recovery checks older than an hour (one every RECOVERY_INTERVAL_S would
+    otherwise grow the table by thousands a day); the queue page needs only the latest."""
+    before = (now or timezone.now()) - timedelta(seconds=CHECKS_KEPT_S)
+    deleted, _ = TaskRecord.objects.filter(task_name="evalworkers.tasks.recover_lost_work",
+                                           created_at__lt=before).delete()
+    return deleted

@@ -39,6 +39,7 @@ def run_cell(self, cell_id: int) -> None:
 def recover_lost_work() -> int:
     """Hand the cells of lost or stuck workers (and starts that made no cells) back to their queues."""
     handed = recovery.lost_cells() + recovery.stalled_starts()
+    recovery.forget_old_checks()
     for item in handed:
         log.warning("recovering %s %s on %s: %s", item.task, item.task_id, item.queue, item.reason)
         task = run_cell if item.task == "run_cell" else start_submission

@@ -44,6 +44,27 @@ def rate_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     return wrapped
 
 
+def json_not_found(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A JSON endpoint answers a missing version or submission in JSON too: 404 with what is missing."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Http404 as exc:
+            return JsonResponse({"error": "not_found", "detail": str(exc) or "Not found."}, status=404)
+
+    return wrapped
+
+
+def index(request: HttpRequest) -> JsonResponse:
+    """The API's entry point: its endpoints and their description."""
+    return JsonResponse({"endpoints": {name: reverse(f"leaderboard:{name}") for name in (
+        "api-versions", "api-leaderboard", "api-openapi")},
+        "submission": reverse("leaderboard:api-submission", args=[0]).replace("/0", "/{id}"),
+        "description": "Read-only JSON; see openapi.json. Anonymous clients are rate-limited (API_RATE)."})
+
+
 def _version_json(v: BenchmarkVersion) -> dict[str, Any]:
     return {"slug": v.slug, "title": v.title, "status": v.status, "is_default": v.is_default, "seed": v.seed,
             "lengths": v.lengths, "samples_per_cell": v.samples_per_cell,
@@ -86,6 +107,7 @@ def _board(request: HttpRequest) -> tuple[BenchmarkVersion, board.BoardFilters, 
 
 
 @rate_limited
+@json_not_found
 def leaderboard(request: HttpRequest) -> JsonResponse:
     version, filters, rows = _board(request)
     return JsonResponse({"version": version.slug, "spec_hash": version.spec_hash, "lengths": version.lengths,
@@ -94,6 +116,7 @@ def leaderboard(request: HttpRequest) -> JsonResponse:
 
 
 @rate_limited
+@json_not_found
 def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
     sub = get_object_or_404(Submission.objects.select_related("model", "version"), pk=submission_id)
     if sub.visibility == Visibility.HIDDEN:
@@ -199,7 +222,7 @@ def openapi(request: HttpRequest) -> JsonResponse:
                                                              "after the Retry-After header's seconds"}}}}
 
     query = [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d} for n, t, d in (
-        ("version", "string", "benchmark version slug (default: the default version)"),
+        ("version", "string", "benchmark version slug (default: the version the front page shows)"),
         ("category", "string", "retrieval, tracing, aggregation or qa"), ("task", "string", "task key"),
         ("method", "string", "KV method, e.g. full or snapkv"), ("budget", "number", "KV budget in (0, 1]"),
         ("kind", "string", "endpoint, huggingface or reported"), ("min_params", "number", "billions"),

@@ -118,10 +118,13 @@ class BoardRow:
 
 
 def pick_version(slug: str) -> BenchmarkVersion | None:
+    """The version named by ``slug``; with none named, the one the front page shows (``landing_stamp``), so the
+    API and the downloads answer for what a visitor sees."""
     versions = BenchmarkVersion.objects.browsable()
     if slug:
         return versions.filter(slug=slug).first()
-    return versions.default() or versions.first()
+    stamp = landing_stamp()
+    return versions.filter(pk=stamp[0]).first() if stamp else None
 
 
 def version_stamp(slug: str) -> tuple[int, object] | None:

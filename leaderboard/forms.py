@@ -84,7 +84,8 @@ class SubmissionForm(forms.Form):
                   "length we measure next to it.")
     parameters_b = forms.DecimalField(
         label="Parameters (billions)", required=False, min_value=Decimal("0.01"), max_value=Decimal("100000"),
-        max_digits=8, decimal_places=2, help_text="Total parameter count in billions, e.g. 8 or 0.135 (optional).")
+        max_digits=8, decimal_places=2,
+        help_text="Total parameter count in billions, to two decimals, e.g. 8 or 0.14 (optional).")
     model_card_url = forms.URLField(
         label="Model card link", max_length=500, required=False, assume_scheme="https",
         validators=[URLValidator(schemes=["http", "https"])],
@@ -97,8 +98,7 @@ class SubmissionForm(forms.Form):
     # --- endpoint --------------------------------------------------------------------------------------
     endpoint_url = forms.CharField(
         label="Endpoint base URL", max_length=500, required=False,
-        help_text="The OpenAI-compatible API root, e.g. https://api.example.org/v1. It must be reachable from "
-                  "the public internet over http or https.")
+        help_text="The OpenAI-compatible API root, e.g. https://api.example.org/v1, over http or https.")
     api_mode = forms.ChoiceField(
         label="API mode", choices=ApiMode.choices, initial=ApiMode.CHAT, widget=forms.RadioSelect,
         help_text="Chat completions (/v1/chat/completions, the model's chat template applies) or plain "
@@ -141,6 +141,9 @@ class SubmissionForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["endpoint_url"].help_text += (
+            " This deployment also reaches private and loopback addresses (ALLOW_PRIVATE_ENDPOINTS)."
+            if settings.ALLOW_PRIVATE_ENDPOINTS else " It must be reachable from the public internet.")
         versions = list(_version_choices())
         self.fields["version"].queryset = _version_choices()
         default = next((v for v in versions if v.is_default), versions[0] if versions else None)

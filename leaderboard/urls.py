@@ -22,6 +22,7 @@ urlpatterns = [
     path("submissions/<int:submission_id>/progress.json", submission_views.submission_progress,
          name="submission-progress"),
     path("submissions/<int:submission_id>/actions", submission_views.submission_action, name="submission-action"),
+    path("api/v1/", api.index, name="api-index"),
     path("api/v1/versions", api.versions, name="api-versions"),
     path("api/v1/leaderboard", api.leaderboard, name="api-leaderboard"),
     path("api/v1/submissions/<int:submission_id>", api.submission, name="api-submission"),

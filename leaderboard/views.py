@@ -246,6 +246,7 @@ def version_samples(request: HttpRequest, slug: str) -> HttpResponse:
 def status(request: HttpRequest) -> HttpResponse:
     return render(request, "leaderboard/status.html", {
         "workers": workers.worker_rows(), "recent_tasks": workers.recent_tasks(),
+        "lost_cells": workers.lost_cells(), "scheduler": workers.scheduler_state(),
         "lost_after_s": settings.WORKER_LOST_AFTER_S, "heartbeat_s": settings.WORKER_HEARTBEAT_S,
         "queue": Submission.objects.filter(status__in=SubmissionStatus.active()).select_related("model")[:50],
     })
@@ -257,7 +258,13 @@ def workers_status(request: HttpRequest) -> JsonResponse:
          "worker": line.record.worker, "created_at": line.record.created_at.isoformat()}
         for line in workers.recent_tasks()
     ]
-    return JsonResponse({"workers": [w.as_json() for w in workers.worker_rows()], "tasks": tasks})
+    scheduler = workers.scheduler_state()
+    return JsonResponse({
+        "workers": [w.as_json() for w in workers.worker_rows()], "tasks": tasks,
+        "lost_cells": [c.as_json() for c in workers.lost_cells()],
+        "scheduler": {"last_recovery_at": scheduler.last_run_at.isoformat() if scheduler.last_run_at else None,
+                      "interval_s": scheduler.interval_s, "late": scheduler.late},
+    })
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

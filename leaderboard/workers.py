@@ -12,12 +12,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
-from leaderboard.models import Cell, CellStatus, ModelKind, Submission, SubmissionStatus, TaskRecord, WorkerHeartbeat
+from leaderboard.models import (
+    Cell,
+    CellStatus,
+    ModelKind,
+    Submission,
+    SubmissionStatus,
+    TaskRecord,
+    TaskState,
+    WorkerHeartbeat,
+)
 
 MAX_WORKERS = 50
 RECENT_TASKS = 20
+RECOVERY_TASK = "evalworkers.tasks.recover_lost_work"
+HEARTBEAT_TASK = "evalworkers.tasks.heartbeat"
 
 
 def lost_before(now: datetime) -> datetime:
@@ -30,6 +42,7 @@ class RunningCell:
 
     cell_id: int
     submission_id: int
+    worker: str
     task: str
     length: int
     method: str
@@ -66,15 +79,17 @@ class WorkerRow:
 
 
 def _running(cells: Iterable[Cell]) -> list[RunningCell]:
-    return [RunningCell(c.pk, c.submission_id, c.task.key, c.length, c.method, c.budget, c.started_at,
+    return [RunningCell(c.pk, c.submission_id, c.worker, c.task.key, c.length, c.method, c.budget, c.started_at,
                         c.heartbeat_at) for c in cells]
 
 
 def worker_rows(now: datetime | None = None) -> list[WorkerRow]:
-    """Every worker that reported, alive ones first, with the cells each one runs on each of its queues."""
+    """Every worker that reported, alive ones first, with the cells each one runs (its lease fresh: a cell whose
+    run died is in ``lost_cells``, even when a new worker took the dead one's name) on each of its queues."""
     now = now or timezone.now()
     beats = list(WorkerHeartbeat.objects.order_by("-seen_at")[:MAX_WORKERS])
-    held = Cell.objects.filter(status=CellStatus.RUNNING, worker__in={b.worker for b in beats}).select_related(
+    held = Cell.objects.filter(status=CellStatus.RUNNING, worker__in={b.worker for b in beats},
+                               heartbeat_at__gte=lost_before(now)).select_related(
         "task", "submission__model").order_by("started_at")
     by_worker: dict[tuple[str, str], list[Cell]] = {}
     for cell in held:
@@ -87,6 +102,43 @@ def worker_rows(now: datetime | None = None) -> list[WorkerRow]:
             for b in beats]
     order = {"alive": 0, "lost": 1, "stopped": 2}
     return sorted(rows, key=lambda r: (order[r.state], r.queue, r.worker))
+
+
+def lost_cells(now: datetime | None = None) -> list[RunningCell]:
+    """Running cells whose run stopped proving itself alive: the scheduler hands them on at its next check."""
+    cutoff = lost_before(now or timezone.now())
+    stale = Cell.objects.filter(status=CellStatus.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)).select_related("task")
+    return _running(stale.order_by("heartbeat_at")[:MAX_WORKERS])
+
+
+@dataclass(frozen=True)
+class SchedulerState:
+    """When the scheduler's recovery last ran (from its task records), and whether that is recent enough."""
+
+    last_run_at: datetime | None
+    interval_s: float
+    late: bool
+
+    @property
+    def sentence(self) -> str:
+        if self.last_run_at is None:
+            return ("The scheduler has not run a recovery check yet: is `celery beat` running, with a worker on "
+                    "the `control` queue?")
+        ago = (timezone.now() - self.last_run_at).total_seconds()
+        if self.late:
+            return (f"The scheduler's last recovery check ran {ago:.0f} s ago, though it runs every "
+                    f"{self.interval_s:.0f} s: is `celery beat` running, with a worker on the `control` queue?")
+        return (f"The scheduler checks for lost and stuck work every {self.interval_s:.0f} s; last check "
+                f"{ago:.0f} s ago.")
+
+
+def scheduler_state(now: datetime | None = None) -> SchedulerState:
+    now = now or timezone.now()
+    last = (TaskRecord.objects.filter(task_name=RECOVERY_TASK, state=TaskState.SUCCEEDED)
+            .order_by("-finished_at").values_list("finished_at", flat=True).first())
+    interval = settings.RECOVERY_INTERVAL_S
+    return SchedulerState(last, interval, last is None or (now - last).total_seconds() > 3 * interval + 5)
 
 
 def live_queues(now: datetime | None = None) -> set[str]:
@@ -106,7 +158,8 @@ class TaskLine:
 
 
 def recent_tasks(limit: int = RECENT_TASKS) -> list[TaskLine]:
-    records = list(TaskRecord.objects.all()[:limit])
+    """The latest tasks that work on submissions (the scheduler's checks and heartbeats are summarised apart)."""
+    records = list(TaskRecord.objects.exclude(task_name__in=[RECOVERY_TASK, HEARTBEAT_TASK])[:limit])
     cell_ids = {r.args[0] for r in records if r.task_name.endswith(".run_cell") and r.args}
     cells = {c.pk: c for c in Cell.objects.filter(pk__in=cell_ids).select_related("task")}
     lines = []
@@ -141,7 +194,7 @@ def hold_up(sub: Submission, cells: Sequence[Cell], now: datetime | None = None)
         cell = stale[0]
         seen = f"{(now - (cell.heartbeat_at or cell.started_at or now)).total_seconds():.0f} s ago"
         return (f"Recovering {len(stale)} cell{'s' if len(stale) > 1 else ''} from a lost worker "
-                f"({cell.worker or 'a worker'}, last seen {seen}): within about "
+                f"(its run on {cell.worker or 'a worker'} last proved itself alive {seen}): within about "
                 f"{settings.RECOVERY_INTERVAL_S:.0f} s {'they go' if len(stale) > 1 else 'it goes'} back to the "
                 "queue and resume where they stopped, keeping every stored sample.")
     queue = ModelKind(sub.model.kind).queue

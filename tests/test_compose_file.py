@@ -20,7 +20,8 @@ def compose() -> dict:
 
 
 def test_compose_has_the_production_services(compose: dict) -> None:
-    assert set(compose["services"]) == {"postgres", "redis", "migrate", "web", "worker-api", "worker-gpu", "beat"}
+    assert set(compose["services"]) == {"postgres", "redis", "migrate", "web", "worker-api", "worker-gpu",
+                                        "worker-control", "beat"}
     assert "healthcheck" in compose["services"]["postgres"] and "healthcheck" in compose["services"]["redis"]
     assert "pgdata" in compose["volumes"]
 
@@ -45,7 +46,10 @@ def test_the_scheduler_runs_celery_beat_with_the_schedule_from_settings(compose:
     assert command[:4] == ["celery", "-A", "evalworkers.celery", "beat"]
     sent = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert sent == {"evalworkers.tasks.recover_lost_work"}
-    assert settings.CELERY_BEAT_SCHEDULE["recover-lost-work"]["schedule"] == settings.RECOVERY_INTERVAL_S
+    entry = settings.CELERY_BEAT_SCHEDULE["recover-lost-work"]
+    assert entry["schedule"] == settings.RECOVERY_INTERVAL_S and entry["options"]["queue"] == "control"
+    control = compose["services"]["worker-control"]["command"]
+    assert control[control.index("-Q") + 1] == "control"  # recovery never waits behind long cells
 
 
 def test_every_command_refers_to_code_in_the_repo(compose: dict) -> None:

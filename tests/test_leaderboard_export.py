@@ -89,3 +89,12 @@ def test_the_openapi_description_names_every_endpoint(client) -> None:
     for path in spec["paths"]:
         if "{" not in path:
             assert client.get(path).status_code in (200, 404), path
+
+
+def test_the_api_says_what_is_missing_in_json_and_lists_its_endpoints(client, version) -> None:
+    missing = client.get("/api/v1/submissions/999999")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    unknown = client.get("/api/v1/leaderboard?version=nope")
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
+    index = client.get("/api/v1/").json()
+    assert "/api/v1/leaderboard" in index["endpoints"].values() and index["submission"] == "/api/v1/submissions/{id}"

@@ -65,7 +65,8 @@ def test_serve_script_runs_web_workers_and_scheduler_and_stops_cleanly(tmp_path:
         wait_for(worker_seen, 90, "the worker started by serve.sh to run a task", output)
         status = httpx.get(f"http://127.0.0.1:{port}/status/workers.json", timeout=5).json()
         assert status["workers"][0]["queue"] == "api"
-        assert {(w["queue"], w["state"]) for w in status["workers"]} >= {("api", "alive"), ("gpu", "alive")}
+        assert {(w["queue"], w["state"]) for w in status["workers"]} >= {("api", "alive"), ("gpu", "alive"),
+                                                                         ("control", "alive")}
 
         def recovery_ran() -> bool:
             with sqlite3.connect(var / "db.sqlite3") as db:
@@ -73,6 +74,13 @@ def test_serve_script_runs_web_workers_and_scheduler_and_stops_cleanly(tmp_path:
                                        "'evalworkers.tasks.recover_lost_work' AND state = 'succeeded'").fetchone()[0])
 
         wait_for(recovery_ran, 120, "the scheduler started by serve.sh to send the recovery of lost work", output)
+
+        # An operator kills the api worker: serve.sh starts it again, and the site stays up.
+        found = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "--", "-Q api "], capture_output=True, text=True)
+        os.kill(int(found.stdout.split()[0]), signal.SIGKILL)
+        wait_for(lambda: "the api process" in output() and "starting it again" in output(), 30,
+                 "serve.sh to start the killed api worker again", output)
+        assert home() is not None
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)

@@ -72,6 +72,7 @@ def test_a_worker_killed_twice_mid_cell_is_replaced_within_the_bound_and_each_sa
     server.latency_s = 1.0  # two samples a second at concurrency 2: a 40-sample cell takes about 20 s
     sub = endpoint_submission(server.base_url, "recov", api_key=KEY, samples=40)
     start_beat(redis_url)
+    start_worker(redis_url, queues="control")  # the scheduler's recovery runs on a worker of its own
     first = start_worker(redis_url, extra_env=ENGINE)
     with Connection(redis_url) as conn:
         start_submission.apply_async(args=[sub.pk], connection=conn)
@@ -235,10 +236,30 @@ def test_the_queue_page_shows_each_worker_alive_lost_or_stopped_with_its_current
     assert f"cell {label} of submission #{started.pk}" in page  # the recent task names its cell
 
 
+def test_the_queue_page_lists_lost_cells_apart_even_under_a_reused_worker_name_and_says_when_recovery_last_ran(
+        client, started) -> None:
+    cell = running_cell(started, heartbeat_age_s=settings.WORKER_LOST_AFTER_S + 20, worker="api@host")
+    beat("api@host", "api", 1)  # a new worker took the dead one's name: it is alive, the old run's cell is not
+    by_name = {w.worker: w for w in workers.worker_rows()}
+    assert by_name["api@host"].state == "alive" and by_name["api@host"].running == []
+    assert [c.cell_id for c in workers.lost_cells()] == [cell.pk]
+    page = client.get("/status/").content.decode()
+    assert "Cells waiting for recovery" in page and "has not run a recovery check yet" in page
+    for minutes in (90, 0):
+        done = timezone.now() - timedelta(minutes=minutes)
+        TaskRecord.objects.create(task_id=f"r-{minutes}", task_name="evalworkers.tasks.recover_lost_work",
+                                  queue="control", state="succeeded", finished_at=done)
+    assert recovery.forget_old_checks() == 0  # created just now: kept for an hour
+    page = client.get("/status/").content.decode()
+    assert "checks for lost and stuck work every 15 s; last check 0 s ago" in page
+    assert "recovery of lost and stuck work" not in page  # its records do not crowd the recent tasks
+
+
 def test_the_status_page_says_recovering_or_waiting_instead_of_an_estimate(started) -> None:
     cell = running_cell(started, heartbeat_age_s=settings.WORKER_LOST_AFTER_S + 5, worker="gone@host")
     eta = progress.snapshot(Submission.objects.get(pk=started.pk), "owner")["eta"]
-    assert eta["seconds"] is None and eta["text"].startswith("Recovering 1 cell from a lost worker (gone@host")
+    assert eta["seconds"] is None
+    assert eta["text"].startswith("Recovering 1 cell from a lost worker (its run on gone@host")
     Cell.objects.filter(pk=cell.pk).update(status=CellStatus.PENDING, recoveries=1)
     eta = progress.snapshot(Submission.objects.get(pk=started.pk), "owner")["eta"]
     assert eta["text"].startswith("Waiting for a worker: none is consuming the `api` queue")

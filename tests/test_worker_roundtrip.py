@@ -67,4 +67,4 @@ def test_celery_reads_the_namespaced_settings() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert 0 < conf.task_soft_time_limit < conf.task_time_limit
-    assert {q.name for q in conf.task_queues} == {"api", "gpu"}
+    assert {q.name for q in conf.task_queues} == {"api", "gpu", "control"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leaderboard import reference_demo
+from leaderboard import cost, reference_demo
 from leaderboard.models import BenchmarkVersion
 
 
@@ -23,5 +23,6 @@ class Command(BaseCommand):
             raise CommandError(f"--version {slug!r} does not exist; run `manage.py seed_versions` first.")
         sub, created = reference_demo.submit(slug)
         state = "queued" if created else f"already there ({sub.get_status_display().lower()})"
-        self.stdout.write(f"reference model on {slug}: submission #{sub.pk} {state}; "
-                          f"{len(sub.kv_methods)} methods x {len(sub.kv_budgets)} budgets")
+        points = cost.grid_for(sub)
+        self.stdout.write(f"reference model on {slug}: submission #{sub.pk} {state}; {len(points)} KV points "
+                          f"({', '.join(f'{m} {b:g}' for m, b in points)}) x every task and length")
