@@ -224,6 +224,14 @@ def test_a_reported_version_is_never_offered_in_the_submission_form(loaded, clie
     assert not Submission.objects.filter(submitter=alice).exists()
 
 
+def test_the_versions_list_says_a_reported_version_is_reported_not_a_grid_of_ours(loaded, client) -> None:
+    page = client.get("/versions/").content.decode()
+    assert "Reported by RULER's authors, not measured here" in page
+    assert "13 <small>as published</small>" in page and "0</td>" not in page
+    board = client.get("/?version=ruler").content.decode()
+    assert "loaded " in board  # a reported row's date is when it was loaded here, not a run's
+
+
 def test_a_reported_version_cannot_receive_a_submission(loaded, alice) -> None:
     version = BenchmarkVersion.objects.get(slug="ruler")
     request = SubmissionRequest(kind=ModelKind.ENDPOINT, display_name="Sneaky", version=version,
