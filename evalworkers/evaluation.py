@@ -10,7 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from evalworkers.backends import Backend, CircuitBreaker, GenerationRequest, GenerationResult, generate_many
 from evalworkers.benchmark import (
@@ -90,24 +90,10 @@ class SampleOutcome:
     reached_bytes: int | None = None
 
 
-class ScoredSample(Protocol):
-    """What a cell's summary reads of each sample: a fresh ``SampleOutcome`` or a stored sample's columns."""
-
-    score: float | None
-    error: str
-    target_prompt_tokens: int
-    prompt_tokens: int | None
-    ttft_s: float | None
-    decode_tokens_per_s: float | None
-    finish_reason: str
-    answer_outcome: str
-    reasoning_chars: int
-    efficiency: Efficiency | None
-
-
 @dataclass(frozen=True)
 class StoredSample:
-    """A stored sample's figures (``ScoredSample``), read back without its prompt, prediction or answers."""
+    """A stored sample's figures, as ``summarize`` reads them (the same fields as ``SampleOutcome``'s), read back
+    without its prompt, prediction or answers."""
 
     score: float | None
     error: str
@@ -226,7 +212,7 @@ def finish_kind(finish_reason: str | None) -> str:
     return finish_reason if finish_reason in ("stop", "length") else "other"
 
 
-def summarize(outcomes: Sequence[ScoredSample]) -> CellSummary:
+def summarize(outcomes: Sequence[SampleOutcome | StoredSample]) -> CellSummary:
     """A cell's figures from its samples; the score's 95% interval is ``stats.cell_interval`` (Wilson for 0/1
     scores, Price-Bonett for graded ones). Time to first token and decode speed are the means of what the backend
     measured per sample; the KV figures are ``Efficiency.of_cell``."""
