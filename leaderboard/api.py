@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
-from leaderboard import board, samples, throttle
+from leaderboard import board, board_snapshots, samples, throttle
 from leaderboard.client_address import throttle_key
 from leaderboard.models import BenchmarkVersion, LeaderboardRow, Submission, SubmissionStatus, Visibility
 
@@ -98,12 +98,12 @@ def versions(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"versions": [_version_json(v) for v in items]})
 
 
-def _board(request: HttpRequest) -> tuple[BenchmarkVersion, board.BoardFilters, list[board.BoardRow]]:
+def _board(request: HttpRequest) -> tuple[BenchmarkVersion, board.BoardFilters, board.Board]:
     filters = board.BoardFilters.from_query(request.GET)
     version = board.pick_version(filters.version)
     if version is None:
         raise Http404(f"No published benchmark version {filters.version!r}.")
-    return version, filters, board.cached_build(version, filters)
+    return version, filters, board_snapshots.board_for(version, filters)[0]
 
 
 @rate_limited

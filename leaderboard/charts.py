@@ -169,9 +169,14 @@ def figure_json(fig: go.Figure) -> str:
 
 def to_div(fig: go.Figure) -> str:
     """A div for static/js/charts.js to draw, followed by the JSON data block it names (no executable script)."""
+    return div_for(figure_json(fig))
+
+
+def div_for(figure: str) -> str:
+    """`to_div` of a figure already serialised by `figure_json` (e.g. one stored with a board snapshot)."""
     element_id = f"chart-{next(_chart_ids)}"
     return (f'<div class="plotly-chart" data-figure="{element_id}"></div>'
-            f'<script type="application/json" id="{element_id}">{figure_json(fig)}</script>')
+            f'<script type="application/json" id="{element_id}">{figure}</script>')
 
 
 # --- score across lengths ------------------------------------------------------------------------------------------
@@ -386,6 +391,11 @@ def pareto_figure(points: Sequence[Mapping[str, Any]]) -> go.Figure:
 def _depth_bin(depth: float) -> int:
     """Ten equal bins; a needle at exactly 100% belongs to the last one, out-of-range depths are clamped."""
     return min(DEPTH_BINS - 1, max(0, int(depth // (100 / DEPTH_BINS))))
+
+
+def depth_bin_middle(label: str) -> float:
+    """The depth (percent) in the middle of a bin named in DEPTH_BIN_LABELS."""
+    return (DEPTH_BIN_LABELS.index(label) + 0.5) * (100 / DEPTH_BINS)
 
 
 def depth_grid(samples: Sequence[Mapping[str, Any]], lengths: Sequence[int]) -> pd.DataFrame:

@@ -1,9 +1,9 @@
-"""Whole-page caching for the public result pages, keyed by the version's board stamp.
+"""Whole-page caching for the public result pages, keyed by the version's board revision.
 
-Every change that can alter a page (a recompute, hiding, flagging, a re-run, a deleted submission) stamps
-BenchmarkVersion.board_changed_at (leaderboard/rows.py), which the view has already loaded: a repeated
+Every change that can alter a page (a recompute, hiding, flagging, a re-run, a deleted submission) increments
+BenchmarkVersion.board_revision (leaderboard/rows.py), which the view has already loaded: a repeated
 request costs no query beyond the version's and one cache read. Staff see extra links, so they get their own
-entries. The stamp lives in the database, not the cache, so that a worker's recompute reaches every web
+entries. The revision lives in the database, not the cache, so that a worker's recompute reaches every web
 process whatever the cache backend.
 """
 
@@ -26,7 +26,7 @@ def cached_page(request: HttpRequest, version: BenchmarkVersion | tuple[int, obj
     """The page from the cache, else rendered and kept (only 200s, and never a page carrying messages)."""
     if request.method != "GET" or len(get_messages(request)):
         return render()
-    stamp = (version.pk, version.board_changed_at) if isinstance(version, BenchmarkVersion) else version
+    stamp = (version.pk, version.board_revision) if isinstance(version, BenchmarkVersion) else version
     raw = repr((stamp, request.get_full_path(), request.user.is_staff))
     key = "page:" + hashlib.sha256(raw.encode()).hexdigest()
     hit = cache.get(key)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Avg, QuerySet
+from django.db.models import Avg, F, QuerySet
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from leaderboard import metrics, reported_rows
+from leaderboard import board_snapshots, metrics, reported_rows, samples
 from leaderboard.models import (
     BenchmarkVersion,
     Cell,
@@ -21,8 +21,11 @@ from leaderboard.models import (
 
 
 def touch(version_id: int) -> None:
-    """Mark the version's board as changed: cached pages and tables of it are keyed by this stamp."""
-    BenchmarkVersion.objects.filter(pk=version_id).update(board_changed_at=timezone.now())
+    """Mark the version's board as changed (cached pages are keyed by its revision) and have its snapshots
+    rebuilt once this transaction commits (leaderboard/board_snapshots.py)."""
+    BenchmarkVersion.objects.filter(pk=version_id).update(board_changed_at=timezone.now(),
+                                                          board_revision=F("board_revision") + 1)
+    board_snapshots.schedule(version_id)
 
 
 def _key(length: int) -> str:
@@ -51,6 +54,8 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
     version = sub.version
     if version.is_reported:  # a published table's row: no cells, its figures are the reported result's
         return reported_rows.build(sub)
+    sub.figures = samples.page_figures(sub)  # what the model page draws from the samples, read once here
+    sub.save(update_fields=["figures"])
     ended = Cell.objects.filter(submission=sub, status__in=[CellStatus.COMPLETED, CellStatus.OOM])
     # A cell whose prompts missed their length is not a score at that length: it stays off its column.
     records = list(

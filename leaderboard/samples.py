@@ -1,9 +1,16 @@
-"""Per-sample reads for the model page: the needle depth x length picture and the sample browser."""
+"""Per-sample reads for the model page: the needle depth x length picture and the sample browser.
+
+The figures (`page_figures`) are summarised once, when the submission's result is recomputed, and stored on it, so
+the model page does not read its samples to draw them; the sample browser reads one page of samples.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 
+from leaderboard import charts
 from leaderboard.models import SampleResult, Submission, TaskCategory
 
 MAX_DEPTH_POINTS = 20_000
@@ -18,6 +25,22 @@ def depth_points(sub: Submission) -> list[dict]:
     )
     return [{"length": length, "depth_percent": depth, "score": score}
             for length, depth, score in rows if isinstance(depth, int | float)]
+
+
+def page_figures(sub: Submission) -> dict[str, Any]:
+    """The model page's sample figures: {"depth": one point per needle-depth bin and length (mean score, at the
+    bin's middle depth: drawn by charts.depth_heatmap_figure as the samples themselves would be), "answers":
+    `answer_summary`}."""
+    lengths = list(sub.version.lengths)
+    grid = charts.depth_grid(depth_points(sub), lengths)
+    depth = [{"length": int(length), "depth_percent": charts.depth_bin_middle(label), "score": float(score)}
+             for label, by_length in grid.iterrows() for length, score in by_length.items() if score == score]
+    return {"depth": depth, "answers": answer_summary(sub)}
+
+
+def stored_figures(sub: Submission) -> dict[str, Any]:
+    """`page_figures` as stored with the result, or computed now for a result stored before they were."""
+    return sub.figures if sub.figures else page_figures(sub)
 
 
 def browse(sub: Submission, *, failures_only: bool = False, task: str = "") -> QuerySet[SampleResult]:

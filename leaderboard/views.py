@@ -15,6 +15,7 @@ from evalworkers.benchmark import ruler
 from evalworkers.stats import METHOD_LABELS, IntervalMethod
 from leaderboard import (
     board,
+    board_snapshots,
     charts,
     cost,
     crossref,
@@ -29,7 +30,6 @@ from leaderboard import (
 )
 from leaderboard.models import (
     BenchmarkVersion,
-    EffectiveLengthRule,
     LeaderboardRow,
     Submission,
     SubmissionStatus,
@@ -38,7 +38,6 @@ from leaderboard.models import (
 )
 
 SAMPLES_PER_PAGE = 25
-BOARD_PAGE_SIZE = 100
 CI_NOTE = (f"{METHOD_LABELS[IntervalMethod.PRICE_BONETT]} (Price & Bonett 2004), from each cell's score and its "
            "number of scored samples; per cell, the Wilson score interval. None for partial rows and for reported "
            "results without sample counts.")
@@ -59,21 +58,17 @@ def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -
         filters = replace(filters, version=version.slug)
     ctx: dict = {"filters": filters, "versions": BenchmarkVersion.objects.browsable(), "version": version,
                  "other_boards": _other_boards(version)}
-    rows = board.cached_build(version, filters)
+    rows, snapshot = board_snapshots.board_for(version, filters)
     lengths = list(version.lengths)
-    curves = board.curve_rows(rows, filters.selected)
-    page = Paginator(rows, BOARD_PAGE_SIZE).get_page(request.GET.get("page"))
-    line = None if version.effective_length_rule == EffectiveLengthRule.RELATIVE else version.effective_length_threshold
-    figure = (charts.degradation_figure(curves, lengths, line) if curves
-              else charts.empty_figure("No completed submissions match these filters yet."))
-    all_rows = board.visible_rows(version)
+    page = Paginator(rows, board.PAGE_SIZE).get_page(request.GET.get("page"))
+    options = board_snapshots.options(snapshot)
     ctx.update(
         rows=rows, page=page, lengths=lengths, length_labels=[charts.length_label(n) for n in lengths],
-        threshold=version.effective_length_threshold, curves_div=charts.to_div(figure), ci_note=CI_NOTE,
+        threshold=version.effective_length_threshold, ci_note=CI_NOTE,
+        curves_div=board_snapshots.curves_div(version, rows, filters, snapshot),
+        rows_html=board_snapshots.page_rows_html(rows, page, filters, snapshot),
         tasks=list(version.tasks.values_list("key", flat=True)), categories=TaskCategory.choices,
-        methods=sorted(set(all_rows.values_list("method", flat=True))),
-        budgets=sorted(set(all_rows.values_list("budget", flat=True)), reverse=True),
-        query=filters.as_query(), sort_links={
+        methods=options["methods"], budgets=options["budgets"], query=filters.as_query(), sort_links={
             name: filters.as_query(sort=("-" + name) if filters.sort == name else name) for name in board.SORTABLE
         },
         length_columns=[(charts.length_label(n), filters.as_query(
@@ -145,7 +140,8 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
     tasks = list(version.tasks.values_list("key", flat=True))
     points = [{"method": r.method, "budget": r.budget, "score": r.average, "kv_bytes": r.kv_bytes_mean}
               for r in rows if r.average is not None]
-    depth = samples.depth_points(sub)
+    figures = samples.stored_figures(sub)
+    depth = figures["depth"]
     measured = efficiency.measured(sub)
     at_length = _chosen_length(request, lengths)
     failures_only = request.GET.get("failures") == "1"
@@ -167,7 +163,7 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
         "depth_div": charts.to_div(charts.depth_heatmap_figure(depth, lengths)) if depth else "",
         "cells": sub.cells.select_related("task").order_by("task__key", "length", "method", "-budget"),
         "page": page, "failures_only": failures_only, "task_filter": task_filter,
-        "events": sub.events.select_related("actor"), "answers": samples.answer_summary(sub),
+        "events": sub.events.select_related("actor"), "answers": figures["answers"],
         "elsewhere": crossref.elsewhere(sub),
     }
     return render(request, "leaderboard/model.html", ctx)

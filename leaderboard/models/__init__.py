@@ -1,5 +1,5 @@
 from leaderboard.models.accounts import VerifiedAddress
-from leaderboard.models.board import LeaderboardRow
+from leaderboard.models.board import BoardSnapshot, LeaderboardRow
 from leaderboard.models.reported import ReportedResult
 from leaderboard.models.results import Cell, CellSizing, CellStatus, CiMethod, SampleAnswer, SampleResult
 from leaderboard.models.submissions import (
@@ -28,6 +28,7 @@ __all__ = [
     "KNOWN_KV_METHODS",
     "ApiMode",
     "BenchmarkVersion",
+    "BoardSnapshot",
     "Cell",
     "CellSizing",
     "CellStatus",

@@ -1,6 +1,7 @@
 """The cached leaderboard: one row per completed submission and (method, budget), so pages never aggregate
 per-sample rows on a request. Rows are recomputed by leaderboard/rows.py when a submission completes or when
-its visibility changes."""
+its visibility changes; BoardSnapshot keeps a version's rows ranked and ready to render
+(leaderboard/board_snapshots.py), so that a request after a change does not rank thousands of rows."""
 
 from __future__ import annotations
 
@@ -100,3 +101,32 @@ class LeaderboardRow(models.Model):
     def is_partial(self) -> bool:
         """Shown with a "partial" mark and no effective length: not every cell of the grid is here."""
         return bool(self.partial_reason) or not self.complete
+
+
+class BoardSnapshot(models.Model):
+    """A version's board for one task scope, ranked, as of one board revision (leaderboard/board_snapshots.py).
+
+    Built when the board changes, by the process that changed it, and read by a request instead of the rows. The
+    JSON is kept as text: it is decoded once, by the reader, and never queried inside.
+    """
+
+    version = models.ForeignKey(BenchmarkVersion, on_delete=models.CASCADE, related_name="board_snapshots")
+    scope = models.CharField(max_length=80, blank=True,
+                             help_text='"" for all tasks, "category:<name>" or "task:<key>".')
+    revision = models.PositiveBigIntegerField(help_text="The version's board_revision the rows were read at or after.")
+    row_count = models.PositiveIntegerField()
+    head_json = models.TextField(help_text="The first page of entries, in rank order (JSON list).")
+    head_html = models.TextField(help_text="The first page's table rows (templates/leaderboard/_board_rows.html).")
+    entries_json = models.TextField(help_text="Every entry, in rank order (JSON list).")
+    options_json = models.TextField(help_text='The filters\' choices: {"methods": [...], "budgets": [...]}.')
+    curves_json = models.TextField(help_text="The degradation chart of the top entries (Plotly JSON).")
+    build_ms = models.FloatField(help_text="Time to read, rank and serialise the rows (milliseconds, measured).")
+    built_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "scope"], name="boardsnapshot_one_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version_id}:{self.scope or 'all'}@{self.revision}"

@@ -143,6 +143,10 @@ class Submission(models.Model):
     import_skipped = models.JSONField(
         default=list, blank=True, help_text="Task names of the imported file that were skipped (--skip-unknown).")
     run_number = models.PositiveIntegerField(default=1, editable=False, help_text="Incremented by each re-run.")
+    figures = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text='What the model page draws from its samples, stored when the result is recomputed: {"depth": '
+                  '[{length, depth_percent, score}] (mean score per needle-depth bin and length), "answers": {...}}.')
     cells_total = models.PositiveIntegerField(default=0)
     cells_done = models.PositiveIntegerField(default=0)
     samples_total = models.PositiveIntegerField(default=0)

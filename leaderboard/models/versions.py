@@ -129,8 +129,11 @@ class BenchmarkVersion(models.Model):
     published_at = models.DateTimeField(null=True, blank=True, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     board_changed_at = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="When any of its leaderboard rows last changed (cache key)."
+        null=True, blank=True, editable=False, help_text="When any of its leaderboard rows last changed."
     )
+    board_revision = models.PositiveBigIntegerField(
+        default=0, editable=False,
+        help_text="Counts the changes of its leaderboard rows: the key of cached pages and of stored board snapshots.")
 
     objects = BenchmarkVersionQuerySet.as_manager()
 
