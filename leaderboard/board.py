@@ -326,9 +326,6 @@ class Board(Sequence[BoardRow]):
     def __iter__(self) -> Iterator[BoardRow]:
         return (BoardRow.from_entry(e, self.lengths) for e in self.entries())
 
-    def ids(self) -> list[int]:
-        return [e["row"]["id"] for e in self.entries()]
-
 
 def pick_version(slug: str) -> BenchmarkVersion | None:
     """The version named by ``slug``; with none named, the one the front page shows (``landing_stamp``), so the
@@ -372,7 +369,7 @@ def visible_rows(version: BenchmarkVersion) -> QuerySet[LeaderboardRow]:
 
 SORT_KEYS = {
     "rank": lambda e: (e["rank"] is None, e["rank"] or 0, -(e["average"] or 0)),
-    "model": lambda e: e["row"]["model_name"].lower(),
+    "model": lambda e: row_value(e["row"], "model_name").lower(),
     "claimed": lambda e: row_value(e["row"], "claimed_context") or 0,
     "effective": lambda e: e["effective_length"] or 0,
     "average": lambda e: e["average"] if e["average"] is not None else -1,
