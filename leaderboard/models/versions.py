@@ -83,6 +83,10 @@ class BenchmarkVersionQuerySet(models.QuerySet):
         return self.filter(is_default=True).first()
 
 
+# RULER (Hsieh et al. 2024, section 4): a length is effective when the score passes Llama-2-7B's at 4K.
+RULER_THRESHOLD = 85.6
+
+
 class BenchmarkVersion(models.Model):
     FROZEN_FIELDS: ClassVar[tuple[str, ...]] = (
         "slug", "seed", "lengths", "samples_per_cell", "effective_length_threshold",
@@ -98,7 +102,7 @@ class BenchmarkVersion(models.Model):
     lengths = models.JSONField(help_text="Context lengths in tokens, ascending, e.g. [4096, 8192, 16384].")
     samples_per_cell = models.PositiveIntegerField(default=100)
     effective_length_threshold = models.FloatField(
-        default=85.6, help_text="Score (0-100) a length must reach to count as effective (RULER: 85.6)."
+        default=RULER_THRESHOLD, help_text="Score (0-100) a length must reach to count as effective (RULER: 85.6)."
     )
     effective_length_rule = models.CharField(
         max_length=12, choices=EffectiveLengthRule.choices, default=EffectiveLengthRule.ABSOLUTE,
@@ -199,7 +203,10 @@ class BenchmarkVersion(models.Model):
         if self.effective_length_rule == EffectiveLengthRule.RELATIVE:
             return (f"the longest length up to which every score stays at or above "
                     f"{self.effective_length_threshold:g}% of the model's own base score")
-        return f"the longest length up to which every score stays at or above {self.effective_length_threshold:g}"
+        text = f"the longest length up to which every score stays at or above {self.effective_length_threshold:g}"
+        if self.effective_length_threshold == RULER_THRESHOLD:
+            text += f" (RULER's threshold: Llama-2-7B's score at 4K, {RULER_THRESHOLD:g}, in the RULER paper)"
+        return text
 
     @property
     def max_length(self) -> int:
