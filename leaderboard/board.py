@@ -4,12 +4,14 @@ leaderboard/board_snapshots.py; a request filters and sorts the stored entries."
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
+from django.core.cache import cache
 from django.db.models import Count, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.http import QueryDict
@@ -29,6 +31,7 @@ from leaderboard.models import (
 
 SORTABLE = {"rank", "model", "claimed", "effective", "average", "wavg_inc", "wavg_dec", "params", "date"}
 MAX_CURVES = 8
+LANDING_CACHE_SECONDS = 600
 PAGE_SIZE = 100  # rows per page of the table; a stored snapshot's head is exactly its first page
 
 
@@ -352,7 +355,21 @@ def real_rows() -> QuerySet[LeaderboardRow]:
 
 def landing_stamp() -> tuple[int, object] | None:
     """The version the front page shows when none is asked for: the default version once it has a real model on
-    it, else the version with the most real models (a reported version on a fresh install), else the default."""
+    it, else the version with the most real models (a reported version on a fresh install), else the default.
+
+    The choice counts rows of every version, so it is kept in the cache until a browsable version's revision,
+    default flag or status changes (one small query), which keeps a warm front page from counting rows."""
+    state = tuple(BenchmarkVersion.objects.browsable().order_by("pk").values_list(
+        "pk", "board_revision", "is_default", "status"))
+    key = "landing:" + hashlib.sha256(repr(state).encode()).hexdigest()
+    kept = cache.get(key)
+    if kept is None:
+        kept = (_landing_stamp(),)
+        cache.set(key, kept, LANDING_CACHE_SECONDS)
+    return kept[0]
+
+
+def _landing_stamp() -> tuple[int, object] | None:
     default = version_stamp("")
     if default is not None and real_rows().filter(version_id=default[0]).exists():
         return default
