@@ -7,10 +7,11 @@ Prints a table and, as its last line, JSON with ms_per_sample_128k, baseline_ms_
 speedup_vs_search and max_len_error_pct (how far below the target a prompt ended, in % of the length).
 
 Past 128K (256K, 512K, 1M) RULER's search is not run (it re-tokenizes the whole prompt some 20 times); instead each
-length reports the time to build a sample, the time of one tokenization of the finished prompt (``count`` of
-``as_completion_prompt()``), their ratio, and the peak of the Python heap while one sample is built (tracemalloc:
-it does not see the tokenizer's own Rust allocations; the process's peak resident size is printed at the end).
-At 1M the families added for long contexts (mrcr, needle_threading, non_literal_needle) are measured the same way.
+length reports the time to build a sample, the time of one tokenization of its finished prompt (``count`` of
+``as_completion_prompt()``, timed right after each build), the median of their ratios, and the peak of the Python
+heap while one sample is built (tracemalloc: it does not see the tokenizer's own Rust allocations; the process's
+peak resident size is printed at the end). At 1M the families added for long contexts (mrcr, needle_threading,
+non_literal_needle) are measured the same way.
 """
 
 from __future__ import annotations
@@ -90,24 +91,28 @@ def peak_mb(counter: HFTokenCounter, length: int, task: dict | None = None) -> f
 
 
 def long_figures(counter: HFTokenCounter, length: int, samples: int, task: dict | None = None) -> dict[str, float]:
-    """Build time (mean of ``samples``, after one cold sample), one tokenization of the finished prompt, their
-    ratio, the Python heap's peak, and how far below the target the prompt ended."""
+    """Build time and the time of one tokenization of that sample's finished prompt, measured back to back for each
+    of ``samples`` samples (after one cold sample), so that a change in the machine's load touches both; the
+    median of their ratios, the Python heap's peak, and how far below the target a prompt ended."""
     task = task or TASK
     generate_sample(seed=1, length=length, index=10_000, counter=counter, max_new_tokens=MAX_NEW, **task)
-    times, errors = [], []
+    builds, tokenizations, ratios, errors = [], [], [], []
     for i in range(samples):
         t0 = time.perf_counter()
         sample = generate_sample(seed=1, length=length, index=i, counter=counter, max_new_tokens=MAX_NEW, **task)
-        times.append((time.perf_counter() - t0) * 1000)
+        build_ms = (time.perf_counter() - t0) * 1000
+        text = sample.as_completion_prompt()
+        t0 = time.perf_counter()
+        measured = counter.count(text)
+        tokenize_ms = (time.perf_counter() - t0) * 1000
+        assert measured == sample.prompt_tokens, (measured, sample.prompt_tokens)
+        builds.append(build_ms)
+        tokenizations.append(tokenize_ms)
+        ratios.append(build_ms / tokenize_ms)
         errors.append(length - MAX_NEW - sample.prompt_tokens)
-    text = sample.as_completion_prompt()
-    t0 = time.perf_counter()
-    measured = counter.count(text)
-    tokenize_ms = (time.perf_counter() - t0) * 1000
-    assert measured == sample.prompt_tokens, (measured, sample.prompt_tokens)
-    ms = statistics.mean(times)
-    return {"ms": ms, "tokenize_ms": tokenize_ms, "ratio": ms / tokenize_ms, "peak_mb": peak_mb(counter, length, task),
-            "err": max(errors), "prompt_mb": len(text.encode("utf-8")) / 2**20}
+    return {"ms": statistics.mean(builds), "tokenize_ms": statistics.mean(tokenizations),
+            "ratio": statistics.median(ratios), "peak_mb": peak_mb(counter, length, task), "err": max(errors),
+            "prompt_mb": len(text.encode("utf-8")) / 2**20}
 
 
 def main() -> None:
@@ -149,7 +154,7 @@ def main() -> None:
         runs = [(n, "niah_single_2", None) for n in LONG_LENGTHS]
         runs += [(LONG_LENGTHS[-1], name, task) for name, task in FAMILIES.items()]
         for length, name, task in runs:
-            r = long_figures(counter, length, args.long_samples if task is None else 1, task)
+            r = long_figures(counter, length, args.long_samples, task)
             long[f"{name}@{LONG_NAMES[length]}"] = r
             print(f"{length:>7} {name:>18} | {r['ms']:>9.1f} {r['tokenize_ms']:>11.1f} {r['ratio']:>5.2f} | "
                   f"{r['err']:>7} {r['prompt_mb']:>9.2f} {r['peak_mb']:>7.1f}")
