@@ -234,3 +234,46 @@ def test_non_literal_needle_properties_hold_for_any_seed_and_length(seed, length
     sample = make("non_literal_needle", params, seed=seed, length=length, index=index)
     check_needle(sample)
     assert make("non_literal_needle", params, seed=seed, length=length, index=index) == sample
+
+
+# --- the literal / non-literal gap on a model's page ------------------------------------------------------
+
+def gap_version(slug: str, variants: tuple[str, ...]):
+    from leaderboard import versioning
+    from leaderboard.models import TaskSpec
+    from tests.factories import make_version
+
+    version = make_version(slug, lengths=[4096, 1 << 20], samples_per_cell=10)
+    for variant in variants:
+        TaskSpec.objects.create(version=version, key=f"nolima_{variant}", task_type="non_literal_needle",
+                                params={"variant": variant}, max_new_tokens=32)
+    return versioning.publish(version)
+
+
+@pytest.mark.django_db
+def test_a_models_page_shows_the_gap_between_literal_and_non_literal_needles_at_each_length(client) -> None:
+    from django.urls import reverse
+
+    from tests.factories import make_completed
+
+    version = gap_version("gap", ("literal", "non_literal"))
+    sub = make_completed(version, "Gapped", {4096: 50.0, 1 << 20: 50.0}, task_scores={
+        "nolima_literal": {4096: 98.0, 1 << 20: 90.0}, "nolima_non_literal": {4096: 95.5, 1 << 20: 40.0}})
+    page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
+    table = page[page.index('class="compact literal-gap"'):]
+    table = table[: table.index("</table>")]
+    cells = re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", table)
+    assert cells[-8:] == ["4K", "98.0", "95.5", "2.5", "1M", "90.0", "40.0", "50.0"]
+    assert "Literal needle (nolima_literal)" in table and "Gap (points)" in table
+
+
+@pytest.mark.django_db
+def test_a_version_without_both_variants_shows_no_gap(client) -> None:
+    from django.urls import reverse
+
+    from tests.factories import make_completed
+
+    version = gap_version("nogap", ("non_literal",))
+    sub = make_completed(version, "Alone", {4096: 50.0, 1 << 20: 40.0})
+    page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
+    assert "literal-gap" not in page and "Non-literal needle" not in page
