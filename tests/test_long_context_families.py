@@ -196,6 +196,32 @@ def test_a_needle_at_a_given_depth_lands_there() -> None:
     assert late.context.index(late.metadata["needle"]) > 0.95 * len(late.context)
 
 
+# --- the sample preview -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("task_type", "params", "labels"), [
+    ("mrcr", {"num_needles": 2}, {"reply 1 to the repeated request", "reply 2 to the repeated request"}),
+    ("needle_threading", {"thread_length": 2}, {"thread 1, link 1", "thread 1, link 2"}),
+    ("non_literal_needle", {}, None),
+])
+def test_the_preview_marks_each_inserted_piece_with_what_it_is(task_type, params, labels) -> None:
+    from evalworkers.benchmark.preview import context_segments
+
+    sample = generate_sample(seed=5, task_key="k", task_type=task_type, params=params, length=4096, index=1,
+                             counter=bpe_counter())
+    segments = context_segments(sample, seed=5, counter=bpe_counter())
+    assert "".join(s.text for s in segments) == sample.context
+    found = [s.label for s in segments if s.kind == "insert"]
+    if task_type == "mrcr":
+        asked = sample.metadata["occurrence"]
+        assert {f.removesuffix(", asked") for f in found} == labels
+        assert [f.endswith(", asked") for f in found] == [i + 1 == asked for i in range(2)]
+    elif labels is not None:
+        assert set(found) == labels
+    else:
+        meta = sample.metadata
+        assert found == [f"needle: {sample.answers[0]} ({meta['cue']}, in {meta['target']})"]
+
+
 # --- properties over random seeds and lengths (slow: many generated samples) ----------------------------
 
 seeds = st.integers(min_value=0, max_value=2**63 - 1)
