@@ -8,7 +8,13 @@ Our own content: the pieces are filled from the project's word lists with templa
 conversation is rendered as a transcript inside one prompt (``User:`` / ``Assistant:`` turns), so every backend
 sees the same text. Filler turns come from a fixed bank (identical on every machine, counted once per tokenizer,
 so a 1M-token conversation costs about one tokenization to size), shuffled for each sample, with the asked request
-removed; the asked request's replies are written for the sample.
+removed; the asked request's replies are written for the sample. The bank holds 4,096 exchanges (about 300K tokens),
+so past that a filler exchange recurs word for word; the asked request never does.
+
+Sources: the openai/mrcr dataset card on Hugging Face (the layout: repeated requests in one conversation, the
+n-th reply asked for with a random string to prepend; its ``grade`` function) and Vodrahalli et al. 2024,
+"Michelangelo: Long Context Evaluations Beyond Haystacks via Latent Structure Queries" (the task's origin). MRCR
+sends the conversation as chat messages and draws its pieces from a model; ours is one prompt of generated pieces.
 """
 
 from __future__ import annotations
