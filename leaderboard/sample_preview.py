@@ -10,6 +10,7 @@ from typing import Any
 
 from evalworkers.benchmark import SpecError, generate_sample, length_tolerance
 from evalworkers.benchmark.preview import Segment, context_segments
+from evalworkers.benchmark.scoring import PREFIX_CHARS
 from leaderboard import reference_tokens
 from leaderboard.models import BenchmarkVersion, TaskSpec
 
@@ -18,6 +19,9 @@ SCORING_RULES = {
                         "(case-insensitive substring match, after any reasoning is removed), times 100.",
     "string_match_part": "RULER's string_match_part: 100 when any expected answer is found in the final answer "
                          "(case-insensitive substring match, after any reasoning is removed), else 0.",
+    "sequence_ratio": "OpenAI MRCR's grade: 0 unless the final answer starts with the prefix the question asks for; "
+                      "otherwise, with the prefix removed, Python difflib's SequenceMatcher ratio between the answer "
+                      "and the expected reply (case- and whitespace-sensitive), times 100.",
 }
 
 
@@ -106,6 +110,11 @@ def build(version: BenchmarkVersion, choice: Choice) -> Preview:
     if options.reasoning:
         notes.append(f"The version expects reasoning: no answer prefix, and {options.reasoning_extra_tokens} more "
                      "new tokens for thinking, inside the length.")
+    if sample.metric == "sequence_ratio":
+        reply = sample.answers[0][PREFIX_CHARS:]
+        count = sample.context.count(reply)
+        notes.append(f"The expected reply without its {PREFIX_CHARS}-character prefix occurs {count} "
+                     f"time{'s' if count != 1 else ''} in the context; the prefix itself only in the question.")
     placed = sample.metadata.get("inserts") or []
     return Preview(
         version=version, choice=choice, instruction=sample.instruction, segments=segments,

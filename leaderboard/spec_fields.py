@@ -21,10 +21,8 @@ from django.utils.safestring import SafeString
 from evalworkers.benchmark import TASK_TYPES, SpecError, validate_task
 from evalworkers.benchmark.params import Param
 from evalworkers.kv import registry as kv_registry
+from leaderboard.models.versions import LONGEST_LENGTH
 
-# The generator sizes any length; past 1M tokens (the longest window models claim) a sample takes seconds to
-# build and a cell hours to run, so a version stops there.
-LONGEST_LENGTH = 1 << 20
 _LENGTH = re.compile(r"^(\d+)\s*([kKmM]?)$")
 _SPLIT = re.compile(r"[,\s;]+")
 

@@ -20,6 +20,7 @@ from leaderboard import (
     cost,
     crossref,
     efficiency,
+    literal_gap,
     pagecache,
     partial,
     progress,
@@ -153,6 +154,7 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
         "length_labels": [charts.length_label(n) for n in lengths], "tasks": tasks,
         "heatmap_div": charts.to_div(charts.task_heatmap_figure(full.task_scores, lengths)) if full else "",
         "task_curves_div": charts.to_div(charts.task_curves_figure(full.task_scores, lengths)) if full else "",
+        "literal_gap": literal_gap.literal_gap(version, full.task_scores) if full else None,
         "budget_div": (charts.to_div(charts.budget_figure(efficiency.points_at(rows, at_length)))
                        if len(rows) > 1 else ""),
         "at_length": at_length, "keep_table": efficiency.budget_to_keep(rows, lengths) if len(rows) > 1 else [],

@@ -28,6 +28,9 @@ def test_registry_holds_every_task_type():
         "common_words",
         "frequent_words",
         "synthetic_qa",
+        "mrcr",
+        "needle_threading",
+        "non_literal_needle",
     }
 
 
@@ -36,8 +39,11 @@ def test_categories_metrics_and_generation_lengths_follow_ruler():
     assert category_of("variable_tracking") == category_of("ancestral_trace") == "tracing"
     assert category_of("common_words") == category_of("frequent_words") == "aggregation"
     assert category_of("synthetic_qa") == "qa"
+    assert category_of("mrcr") == category_of("non_literal_needle") == "retrieval"
+    assert category_of("needle_threading") == "tracing"
     assert metric_of("synthetic_qa") == "string_match_part"
-    assert {metric_of(t) for t in TASK_TYPES if t != "synthetic_qa"} == {"string_match_all"}
+    assert metric_of("mrcr") == "sequence_ratio"  # OpenAI MRCR's grade
+    assert {metric_of(t) for t in TASK_TYPES if t not in ("synthetic_qa", "mrcr")} == {"string_match_all"}
     assert [
         default_max_new_tokens(t)
         for t in ("niah_single", "variable_tracking", "common_words", "frequent_words", "synthetic_qa")

@@ -34,6 +34,7 @@ from evalworkers.backends.retry import (
 )
 from evalworkers.backends.wire import (
     ApiMode,
+    JsonBody,
     NotOpenAIError,
     ParsedCompletion,
     StreamAccumulator,
@@ -390,11 +391,13 @@ class EndpointBackend:
         started = time.monotonic()
         try:
             timeout = httpx.Timeout(budget, connect=min(config.connect_timeout_s, budget))
+            content = None if body is None else JsonBody(body)  # streamed: a 1M-token body is never copied whole
+            headers = self.headers(stream=stream) | (content.headers if content is not None else {})
             with self._client.stream(
                 method,
                 (config.server_root if from_server_root else config.api_root) + path,
-                json=body,
-                headers=self.headers(stream=stream),
+                content=content,
+                headers=headers,
                 timeout=timeout,
             ) as response:
                 return self._read_response(

@@ -6,6 +6,7 @@ proxies) can be tested without HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -105,6 +106,77 @@ def build_body(
             {k: v for k, v in extra_body.items() if k not in ("model", "messages", "prompt", "stream")}
         )
     return body
+
+
+#: Characters of a long string escaped at a time, and the size a streamed body's chunks grow to before they are sent.
+BODY_CHUNK_CHARS = 1 << 16
+_escape = json.encoder.encode_basestring  # type: ignore[attr-defined]  (the stdlib's own, C-accelerated)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _json_pieces(value: Any) -> Iterator[str]:
+    """``value`` as compact JSON text, in pieces: strings longer than ``BODY_CHUNK_CHARS`` are escaped a slice at a
+    time (JSON escapes each character on its own, so slices join into the escape of the whole)."""
+    if isinstance(value, str):
+        if len(value) <= BODY_CHUNK_CHARS:
+            yield _escape(value)
+            return
+        yield '"'
+        for start in range(0, len(value), BODY_CHUNK_CHARS):
+            yield _escape(value[start : start + BODY_CHUNK_CHARS])[1:-1]
+        yield '"'
+    elif isinstance(value, Mapping):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be strings, got {key!r}")
+            yield ("," if i else "") + _escape(key) + ":"
+            yield from _json_pieces(item)
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ","
+            yield from _json_pieces(item)
+        yield "]"
+    else:
+        yield _dumps(value)
+
+
+class JsonBody:
+    """A JSON request body sent in chunks of about ``BODY_CHUNK_CHARS`` UTF-8 bytes, never whole.
+
+    A 1M-token prompt makes a body of several MB; encoding it at once (as ``httpx``'s ``json=`` does: a ``str``,
+    then its ``bytes``) holds two more copies of the prompt for the request's lifetime. Iterating encodes one chunk
+    at a time; the byte length is counted by one such pass up front, so the request carries ``Content-Length``
+    (no chunked transfer encoding, which some servers refuse). Re-iterable: a retry or a redirect sends it again.
+    The text equals ``json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``; a value JSON
+    cannot hold raises ``TypeError`` or ``ValueError`` when the body is built.
+    """
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self._body = body
+        self.length_bytes = sum(len(chunk) for chunk in self)
+
+    def __iter__(self) -> Iterator[bytes]:
+        buffer: list[str] = []
+        size = 0
+        for piece in _json_pieces(self._body):
+            buffer.append(piece)
+            size += len(piece)
+            if size >= BODY_CHUNK_CHARS:
+                yield "".join(buffer).encode("utf-8")
+                buffer, size = [], 0
+        if buffer:
+            yield "".join(buffer).encode("utf-8")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Content-Length": str(self.length_bytes)}
 
 
 def _int_or_none(value: Any) -> int | None:

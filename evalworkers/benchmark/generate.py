@@ -47,25 +47,32 @@ def fit_context(plan: Plan, render: Callable[[str], str], counter: TokenCounter,
     The budget starts from piece counts; the assembled prompt is counted once. Only when the tokenizer merges
     across piece boundaries (the sum of pieces differs from the whole) is the budget corrected by the measured
     difference and the prompt counted again. Returns (context, prompt tokens, number of full counts).
+
+    Memory stays bounded at long lengths: a pass keeps only the best context so far and the one just built; the
+    rendered prompt of a pass is dropped as soon as it is counted, and texts already counted are remembered by
+    their length and hash, not kept.
     """
     fixed = counter.count(render(""))
     budget = target - fixed
     best: tuple[BuiltContext, int] | None = None
     tried: set[int] = set()
-    seen: dict[str, int] = {}
+    seen: dict[tuple[int, int], int] = {}
     lowest_over = 1 << 62
     passes = 0
     while True:
         built = plan.builder.build(budget)
         tried.add(budget)
-        if built.text in seen:  # a budget change that did not change the text needs no new count
-            total = seen[built.text]
+        key = (len(built.text), hash(built.text))
+        if key in seen:  # a budget change that did not change the text needs no new count
+            total = seen[key]
         else:
-            total = seen[built.text] = counter.count(render(built.text))
+            total = seen[key] = counter.count(render(built.text))
             passes += 1
         slack = target - total
         if slack >= 0 and (best is None or total > best[1]):
             best = (built, total)
+        predicted = built.tokens
+        del built  # the best context so far is held by ``best``; any other is let go before the next pass
         if 0 <= slack <= tolerance:
             break
         if (passes >= MAX_PASSES or len(tried) > 4 * MAX_PASSES) and best is not None:
@@ -73,12 +80,12 @@ def fit_context(plan: Plan, render: Callable[[str], str], counter: TokenCounter,
         # Correct from what was predicted for this text (a budget may not be used up to the last token), in
         # predicted units: piece sums overcount when the tokenizer merges across pieces. Over: shrink by the
         # overshoot plus a growing margin. Under: grow by the shortfall, never back to a budget that overshot.
-        ratio = built.tokens / max(1, total - fixed)
+        ratio = predicted / max(1, total - fixed)
         if slack < 0:
             lowest_over = min(lowest_over, budget)
-            budget = built.tokens + math.floor(slack * ratio) - passes * passes
+            budget = predicted + math.floor(slack * ratio) - passes * passes
         else:
-            budget = min(max(budget + 1, built.tokens + math.floor(slack * ratio)), lowest_over - 1)
+            budget = min(max(budget + 1, predicted + math.floor(slack * ratio)), lowest_over - 1)
         while best is None and budget in tried:
             budget -= 1
         if budget in tried:

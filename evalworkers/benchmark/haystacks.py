@@ -9,7 +9,7 @@ from .rng import Rng
 
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 # How an inserted sentence joins each haystack: noise and needles are lines, prose is running text.
-INSERT_SEPARATOR = {"noise": "\n", "needles": "\n", "prose": " "}
+INSERT_SEPARATOR = {"noise": "\n", "needles": "\n", "links": "\n", "prose": " "}
 
 
 def noise_units(want: int) -> list[str]:

@@ -26,8 +26,14 @@ class Segment:
 
 def insert_label(info: dict[str, Any]) -> str:
     """What an insert is, in words, from the facts the task recorded about it."""
+    if "occurrence" in info:  # mrcr
+        return f"reply {int(info['occurrence'])} to the repeated request{', asked' if info.get('asked') else ''}"
     if "asked" in info:
         return f"needle for {info.get('key', '?')}, {'asked' if info['asked'] else 'distractor'}"
+    if "thread" in info:
+        return f"thread {int(info['thread']) + 1}, link {int(info['hop']) + 1}"
+    if "cue" in info:  # non_literal_needle
+        return f"needle: {info.get('name', '?')} ({info['cue']}, in {info.get('target', '?')})"
     if "chain" in info:
         return f"chain {int(info['chain']) + 1}, statement {int(info['hop']) + 1}"
     if "family" in info:

@@ -7,9 +7,11 @@ from typing import Any
 from .errors import SpecError
 from .params import clean_params
 from .plan import TaskType
-from .tasks import aggregation, niah, qa, tracing
+from .tasks import aggregation, association, coreference, niah, qa, threads, tracing
 
-TASK_TYPES: dict[str, TaskType] = {t.name: t for mod in (niah, tracing, aggregation, qa) for t in mod.TASKS}
+TASK_TYPES: dict[str, TaskType] = {
+    t.name: t for mod in (niah, tracing, aggregation, qa, coreference, threads, association) for t in mod.TASKS
+}
 
 
 def get_task_type(task_type: Any) -> TaskType:

@@ -1,13 +1,16 @@
-"""RULER's scoring: substring matches after light normalisation, as percentages."""
+"""Scoring, as percentages: RULER's substring matches after light normalisation, and MRCR's sequence ratio."""
 
 from __future__ import annotations
 
 import re
+from difflib import SequenceMatcher
 
 from .answers import extract_answer
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
-METRICS = ("string_match_all", "string_match_part")
+METRICS = ("string_match_all", "string_match_part", "sequence_ratio")
+# MRCR's random strings to prepend are 10 letters and digits; the expected answer starts with one.
+PREFIX_CHARS = 10
 
 
 def normalize_prediction(text: str) -> str:
@@ -35,7 +38,30 @@ def string_match_part(prediction: str, answers: list[str]) -> float:
     return 100.0 if any(a.lower() in pred for a in answers) else 0.0
 
 
+def sequence_ratio(prediction: str, answers: list[str]) -> float:
+    """OpenAI MRCR's grade, times 100: 0 unless the final answer starts with the expected answer's first
+    ``PREFIX_CHARS`` characters (the string the question asked to prepend); otherwise, with that prefix removed from
+    both, ``difflib.SequenceMatcher(None, answer, expected).ratio()``.
+
+    Source: the ``grade`` function of the openai/mrcr dataset card (Hugging Face), as ported by evaluation suites
+    (e.g. openbench's ``_sequence_ratio``). Case- and whitespace-sensitive inside, as there; only the reply's outer
+    whitespace and any reasoning are removed first. ``answers`` holds exactly one expected text.
+    """
+    if len(answers) != 1 or len(answers[0]) <= PREFIX_CHARS:
+        raise ValueError("sequence_ratio expects exactly one answer that starts with its prefix")
+    expected = answers[0]
+    prefix = expected[:PREFIX_CHARS]
+    reply = extract_answer(prediction).answer.strip()
+    if not reply.startswith(prefix):
+        return 0.0
+    ratio = SequenceMatcher(None, reply.removeprefix(prefix), expected.removeprefix(prefix)).ratio()
+    return round(100.0 * ratio, 2)
+
+
 def score(prediction: str, answers: list[str], metric: str) -> float:
+    """The score (0-100) of one final answer under ``metric``; ValueError for an unknown metric."""
+    if metric == "sequence_ratio":
+        return sequence_ratio(prediction, answers)
     if metric == "string_match_all":
         return string_match_all(prediction, answers)
     if metric == "string_match_part":

@@ -207,9 +207,16 @@ class HaystackBuilder:
             add_labelled(u)
         if tail:
             add(tail)
-        raw = "".join(pieces)
-        context = raw.lstrip()
-        shift = len(raw) - len(context)
+        # The context starts at its first non-blank character: strip the leading pieces before joining, so that
+        # the whole text is built once (a 1M-token context is several MB).
+        shift = 0
+        while pieces and not pieces[0].strip():
+            shift += len(pieces.pop(0))
+        if pieces:
+            first = pieces[0].lstrip()
+            shift += len(pieces[0]) - len(first)
+            pieces[0] = first
+        context = "".join(pieces)
         placed = [
             {**self._inserts[j].info, "depth_percent": self._inserts[j].depth_percent, "char_offset": starts[j] - shift}
             for j in range(m)

@@ -14,6 +14,11 @@ from evalworkers.kv import registry as kv_registry
 KNOWN_KV_METHODS = tuple(kv_registry.METHODS)  # the worker's registry is the one list of methods
 
 
+# The generator sizes any length; past 1M tokens (the longest window models claim) a sample takes seconds to build
+# and a cell hours to run, so a measured version stops there.
+LONGEST_LENGTH = 1 << 20
+
+
 class VersionStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     PUBLISHED = "published", "Published"
@@ -257,6 +262,9 @@ class BenchmarkVersion(models.Model):
             errors["lengths"] = "Every length must be a positive number of tokens."
         elif lengths != sorted(set(lengths)):
             errors["lengths"] = "List each length once, in ascending order."
+        elif lengths[-1] > LONGEST_LENGTH and self.origin != VersionOrigin.REPORTED:
+            errors["lengths"] = (f"{lengths[-1]:,} tokens is past the longest length a measured version may have "
+                                 f"({LONGEST_LENGTH:,} tokens, 1M).")
         budgets = self.kv_budgets
         if not isinstance(budgets, list) or not all(
             isinstance(b, int | float) and not isinstance(b, bool) and 0 < b <= 1 for b in budgets
