@@ -274,7 +274,8 @@ def curve_rows(board: list[BoardRow], selected: tuple[int, ...]) -> list[dict[st
     """The rows drawn above the table: those selected in the URL, else the top of the table."""
     chosen = [b for b in board if b.row.pk in selected] if selected else board[:MAX_CURVES]
     return [{"label": label(b.row), "scores_by_length": b.scores,
-             "ci_by_length": b.row.ci_by_length if not b.scoped else {}} for b in chosen]
+             "ci_by_length": b.row.ci_by_length if not b.scoped else {},
+             "scores_by_output": b.row.scores_by_output} for b in chosen]
 
 
 def label(row: LeaderboardRow) -> str:

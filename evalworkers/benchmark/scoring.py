@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from .answers import extract_answer
+from .long_output import LONG_OUTPUT_METRICS, Scored, score_long_output
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
-METRICS = ("string_match_all", "string_match_part")
+METRICS = ("string_match_all", "string_match_part", *LONG_OUTPUT_METRICS)
 
 
 def normalize_prediction(text: str) -> str:
@@ -35,9 +38,19 @@ def string_match_part(prediction: str, answers: list[str]) -> float:
     return 100.0 if any(a.lower() in pred for a in answers) else 0.0
 
 
-def score(prediction: str, answers: list[str], metric: str) -> float:
+def score_detail(prediction: str, answers: list[str], metric: str,
+                 metadata: Mapping[str, Any] | None = None) -> Scored:
+    """The score (0-100) and, for the long-output metrics (``long_output``), the figures behind it. Long replies
+    are scored as written, after reasoning is removed (no control-character rewrite: their lines matter)."""
     if metric == "string_match_all":
-        return string_match_all(prediction, answers)
+        return Scored(string_match_all(prediction, answers))
     if metric == "string_match_part":
-        return string_match_part(prediction, answers)
+        return Scored(string_match_part(prediction, answers))
+    if metric in LONG_OUTPUT_METRICS:
+        return score_long_output(extract_answer(prediction).answer.strip(), answers, metric, metadata or {})
     raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def score(prediction: str, answers: list[str], metric: str, metadata: Mapping[str, Any] | None = None) -> float:
+    """The score (0-100); ``metadata`` is the sample's, which the long-output metrics read."""
+    return score_detail(prediction, answers, metric, metadata).score
