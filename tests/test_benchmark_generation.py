@@ -44,6 +44,8 @@ def test_every_task_type_fills_the_target_exactly(task_type, length):
     sample = make(task_type, length)
     assert_fits(sample, bpe_counter())
     assert sample.answers
+    if TASK_TYPES[task_type].category == "generation":  # gold replies, not substrings: test_long_generation_tasks.py
+        return
     for answer in sample.answers:
         assert answer in sample.context or answer.lower() in sample.context.lower()
     assert score(", ".join(sample.answers), sample.answers, sample.metric) == 100.0

@@ -27,7 +27,7 @@ from ..rng import Rng
 from ..sizing import HaystackBuilder, Insert, UnitStream
 from ..tokens import TokenCounter
 
-OUTPUT_TOKENS = Param("int", 512, "the gold reply's length in the reading model's tokens (the token limit adds a "
+OUTPUT_TOKENS = Param("int", 128, "the gold reply's length in the reading model's tokens (the token limit adds a "
                       "quarter, at least 32)", minimum=16, maximum=32768)
 STATUSES = ("shipped", "pending", "returned", "cancelled", "delayed")
 COLUMNS = ("id", "city", "quantity")
@@ -85,8 +85,8 @@ def _record(rng: Rng, ids: Ids, status: str) -> dict[str, Any]:
 def render_record(record: dict[str, Any], fmt: str) -> str:
     """One order as an HTML table row or a log line."""
     if fmt == "html":
-        return (f"<tr><td>{record['id']}</td><td>{record['city']}</td><td>{record['status']}</td>"
-                f"<td>{record['quantity']}</td></tr>")
+        return (f"<tr> <td>{record['id']}</td> <td>{record['city']}</td> <td>{record['status']}</td> "
+                f"<td>{record['quantity']}</td> </tr>")
     return f"order={record['id']} city=\"{record['city']}\" status={record['status']} qty={record['quantity']}"
 
 
@@ -114,6 +114,7 @@ def plan_record_extraction(ctx: TaskContext) -> Plan:
     rng_depth = ctx.rng.child("depths")
     depths = sorted(_depth(rng_depth) for _ in rows)  # in document order, so the table's order is the gold order
     inserts = [Insert(render_record(r, fmt), d, "\n", {"id": r["id"]}) for r, d in zip(matching, depths, strict=True)]
+    # The filler is orders of other statuses only, so the last one, cut to fill the length, never matches.
     stream = UnitStream(ctx.counter, line_units(
         lambda: render_record(_record(rng_filler, ids, rng_filler.choice(others)), fmt)))
     what = ("an HTML table of orders, one <tr> row each with the cells id, city, status and quantity"
@@ -125,7 +126,7 @@ def plan_record_extraction(ctx: TaskContext) -> Plan:
          f"per order with its id, city and quantity. Write only the table."),
         "",
         rows,
-        HaystackBuilder(ctx.counter, stream, inserts, tail=False),
+        HaystackBuilder(ctx.counter, stream, inserts),
         metadata={"columns": list(COLUMNS), "status": status, "gold_rows": len(rows), "format": fmt,
                   "output_tokens": _output_tokens(p),
                   "gold_output_tokens": ctx.counter.count(header + "\n" + "\n".join(rows))},
@@ -171,7 +172,7 @@ def plan_many_answers(ctx: TaskContext) -> Plan:
          f"nothing else.\n{questions}"),
         "",
         [f"{e['city']} | {e['item']} | {e['code']}" for e in asked],
-        HaystackBuilder(ctx.counter, stream, inserts, tail=False),
+        HaystackBuilder(ctx.counter, stream, inserts),
         metadata={"questions": len(asked), "output_tokens": _output_tokens(p),
                   "gold_output_tokens": ctx.counter.count("\n".join(lines))},
     )
@@ -238,7 +239,7 @@ def gold_reply(task_type: str, answers: list[str], metadata: dict[str, Any]) -> 
 
 TASKS = [
     TaskType(
-        "record_extraction", "generation", ROW_F1, 640,
+        "record_extraction", "generation", ROW_F1, 160,
         {"output_tokens": OUTPUT_TOKENS,
          "format": Param("choice", "html", "how the orders are written", choices=("html", "log"), noun="format")},
         plan_record_extraction,
@@ -246,14 +247,14 @@ TASKS = [
         output_tokens=_output_tokens,
     ),
     TaskType(
-        "many_answers", "generation", ANSWERS_IN_ORDER, 640,
+        "many_answers", "generation", ANSWERS_IN_ORDER, 160,
         {"output_tokens": OUTPUT_TOKENS},
         plan_many_answers,
         "K record ids answered on K labelled lines of one reply; scored per question (LongGenBench).",
         output_tokens=_output_tokens,
     ),
     TaskType(
-        "length_following", "generation", LENGTH_FOLLOWING, 640,
+        "length_following", "generation", LENGTH_FOLLOWING, 160,
         {"output_tokens": OUTPUT_TOKENS,
          "elements": Param("int", 4, "paragraphs, each with a required word named in the context", minimum=1,
                            maximum=32)},

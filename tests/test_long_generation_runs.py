@@ -1,0 +1,135 @@
+"""Long generation end to end: a local fake endpoint that writes deliberately truncated replies, through the runner
+to stored samples, cells, rows and pages; and the reference model writing a long reply on the CPU."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from evalworkers.backends.local import LocalBackend, LocalModelConfig, load
+from evalworkers.benchmark import HFTokenCounter
+from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
+from leaderboard import rows, versioning
+from leaderboard.models import BenchmarkVersion, CellStatus, LeaderboardRow, SubmissionStatus, TaskSpec
+from tests.factories import make_entry, make_submission, run_inline
+from tests.fake_openai import FakeCall, FakeOpenAI
+
+pytestmark = pytest.mark.slow  # a real HTTP server (the fake endpoint); the last test loads the reference model
+
+KEY = "sk-long-generation-0016"
+# The asked records of a many-answers prompt, and the orders of an extraction prompt in its log format.
+QUESTION = re.compile(r"^Q(\d+): (R\d+)$", re.MULTILINE)
+RECORD = re.compile(r"Record (R\d+): city ([^;]+); item ([^;]+); code (\d+)\.")
+ORDER = re.compile(r'order=(R\d+) city="([^"]+)" status=(\S+) qty=(\d+)$', re.MULTILINE)
+STATUS = re.compile(r"status is (\w+)")
+RAMBLE = "Here the list of remaining orders continues. " * 400
+
+
+def truncated_reply(call: FakeCall) -> str:
+    """A model that reads the context right but gives up half way: the first half of the answers, then it stops
+    (many answers); the first half of the table, then prose until the token limit cuts it off (extraction)."""
+    asked = QUESTION.findall(call.prompt)
+    if asked:
+        records = {rid: (city, item, code) for rid, city, item, code in RECORD.findall(call.prompt)}
+        half = asked[: len(asked) // 2]
+        return "\n".join(f"A{n}: {', '.join(records[rid])}" for n, rid in half)
+    status = STATUS.search(call.prompt)
+    if status is None:  # the probe's question
+        return "OK"
+    matching = [f"{rid}\t{city}\t{qty}" for rid, city, st, qty in ORDER.findall(call.prompt) if st == status.group(1)]
+    return "id\tcity\tquantity\n" + "\n".join(matching[: len(matching) // 2]) + "\n" + RAMBLE
+
+
+def long_generation_version(slug: str) -> BenchmarkVersion:
+    version = BenchmarkVersion.objects.create(slug=slug, title="Long generation test", seed=16, lengths=[1024],
+                                              samples_per_cell=2, kv_methods=["full"], kv_budgets=[1.0])
+    for key, task_type, params in [("answers_o32", "many_answers", {"output_tokens": 32}),
+                                   ("answers_o96", "many_answers", {"output_tokens": 96}),
+                                   ("extract_o64", "record_extraction", {"output_tokens": 64, "format": "log"})]:
+        spec = TaskSpec(version=version, key=key, task_type=task_type, params=params,
+                        max_new_tokens=params["output_tokens"] + 32)
+        spec.full_clean()
+        spec.save()
+    return versioning.publish(version)
+
+
+@pytest.mark.django_db
+def test_a_truncated_reply_is_scored_per_question_and_per_row_and_shown_against_reply_length(client) -> None:
+    with FakeOpenAI(models=("fake-model",), api_key=KEY, answer=truncated_reply, max_model_len=32768) as server:
+        version = long_generation_version("longgen-test")
+        entry = make_entry(endpoint_url=server.base_url, api_model_name="fake-model", display_name="Half Writer")
+        sub = run_inline(make_submission(version=version, model=entry, api_key=KEY))
+    assert sub.status == SubmissionStatus.COMPLETED, sub.failure_reason
+    cells = {c.task.key: c for c in sub.cells.select_related("task")}
+    for key in ("answers_o32", "answers_o96"):
+        cell = cells[key]
+        assert cell.status == CellStatus.COMPLETED and cell.samples_errored == 0
+        assert cell.finish_stop == 2 and cell.finish_length == 0  # it stopped early, on its own
+        for sample in cell.samples.all():
+            k = len(sample.expected)
+            detail = sample.metadata["scoring"]
+            assert detail["per_question"] == [1.0] * (k // 2) + [0.0] * (k - k // 2)
+            assert detail["first_miss"] == k // 2 + 1 and detail["answered"] == k // 2
+            assert sample.score == round(100 * (k // 2) / k, 2)
+    extraction = cells["extract_o64"]
+    assert extraction.finish_length == 2 and extraction.finish_stop == 0  # it ran into the token limit
+    assert extraction.output_tokens_mean == 96  # the server counted the whole limit
+    for sample in extraction.samples.all():
+        gold, written = len(sample.expected), len(sample.expected) // 2
+        recall = written / gold
+        assert sample.metadata["scoring"]["precision"] == 1.0
+        assert sample.score == round(100 * 2 * recall / (1 + recall), 2)  # F1 with precision 1
+    assert cells["answers_o96"].samples.first().metadata["scoring"]["answered"] > \
+        cells["answers_o32"].samples.first().metadata["scoring"]["answered"]
+
+    row = LeaderboardRow.objects.get(submission=sub)
+    assert row.scores_by_output == {str(n): round(cells[key].score, 2)
+                                    for n, key in ((32, "answers_o32"), (64, "extract_o64"), (96, "answers_o96"))}
+    rows.recompute(sub.pk)  # idempotent
+
+    page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
+    assert "Reply length: long-generation tasks" in page
+    assert "Score across required reply lengths" in page
+    assert "score by the question" in page  # the many-answers position picture
+    assert "Ran into the limit" in page and "Stopped on its own" in page
+    table = page[page.index("How the replies ended"):page.index("</table>", page.index("How the replies ended"))]
+    assert re.search(r"<td class=\"num\">64</td><td class=\"num\">[\d.]+</td><td class=\"num\">96</td>"
+                     r"<td class=\"num warn\">2</td><td class=\"num\">0</td>", table), table
+    board = client.get(reverse("leaderboard:index") + f"?version={version.slug}").content.decode()
+    assert "Score across required reply lengths" in board and "Score across context lengths" in board
+
+
+@pytest.mark.django_db
+def test_a_version_without_long_generation_tasks_shows_no_reply_length_section(client) -> None:
+    from tests.factories import make_completed, make_version
+
+    version = make_version("plain", publish=True, lengths=[512, 1024])
+    sub = make_completed(version, "Reader", {512: 90.0, 1024: 80.0})
+    page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
+    assert "Reply length" not in page
+    board = client.get(reverse("leaderboard:index") + "?version=plain").content.decode()
+    assert "Score across required reply lengths" not in board
+
+
+def test_the_reference_model_writes_a_long_reply_with_its_stop_reason_speed_and_kv_after_decoding(
+        reference_models_dir: Path) -> None:
+    model = load(LocalModelConfig(source="reference", models_dir=reference_models_dir))
+    counter = HFTokenCounter(model.tokenizer)
+    spec = CellSpec(seed=16, task_key="write_o32", task_type="length_following",
+                    params={"output_tokens": 32, "elements": 2}, length=512, max_new_tokens=64, samples=1)
+    outcome = evaluate_samples(spec, LocalBackend(model, "full", 1.0), counter, range(1), concurrency=1)[0]
+    assert outcome.error == "" and outcome.score is not None
+    assert 1 <= outcome.output_tokens <= 64
+    assert outcome.finish_reason == ("length" if outcome.output_tokens == 64 else "stop")
+    assert outcome.decode_tokens_per_s > 0
+    eff = outcome.efficiency
+    # Decoding appends a key and a value per layer for every token but the last: the cache grows by exactly that.
+    per_token = eff.kv_bytes_full // outcome.prompt_tokens
+    assert eff.kv_bytes_end == eff.kv_bytes + per_token * (outcome.output_tokens - 1)
+    assert outcome.metadata["scoring"]["required_words"] > 0
+    summary = summarize([outcome])
+    assert summary.output_tokens_mean == outcome.output_tokens
+    assert summary.efficiency.kv_bytes_end == eff.kv_bytes_end
