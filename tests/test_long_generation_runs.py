@@ -100,6 +100,11 @@ def test_a_truncated_reply_is_scored_per_question_and_per_row_and_shown_against_
                      r"<td class=\"num warn\">2</td><td class=\"num\">0</td>", table), table
     board = client.get(reverse("leaderboard:index") + f"?version={version.slug}").content.decode()
     assert "Score across required reply lengths" in board and "Score across context lengths" in board
+    api = client.get(f"/api/v1/submissions/{sub.pk}").json()
+    by_task = {c["task"]: c for c in api["cells"]}
+    assert by_task["extract_o64"]["output_tokens"] == 64 and by_task["extract_o64"]["output_tokens_mean"] == 96
+    assert by_task["extract_o64"]["finish_reasons"] == {"stop": 0, "length": 2, "other": 0}
+    assert api["leaderboard_rows"][0]["scores_by_output"] == row.scores_by_output
 
 
 @pytest.mark.django_db
