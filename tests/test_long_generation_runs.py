@@ -8,16 +8,24 @@ from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from evalworkers.backends.local import LocalBackend, LocalModelConfig, load
 from evalworkers.benchmark import HFTokenCounter
 from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
 from leaderboard import rows, versioning
-from leaderboard.models import BenchmarkVersion, CellStatus, LeaderboardRow, SubmissionStatus, TaskSpec
+from leaderboard.models import (
+    BenchmarkVersion,
+    Cell,
+    CellStatus,
+    LeaderboardRow,
+    ModelKind,
+    SubmissionStatus,
+    TaskSpec,
+)
 from tests.factories import make_entry, make_submission, run_inline
 from tests.fake_openai import FakeCall, FakeOpenAI
 
-pytestmark = pytest.mark.slow  # a real HTTP server (the fake endpoint); the last test loads the reference model
 
 KEY = "sk-long-generation-0016"
 # The asked records of a many-answers prompt, and the orders of an extraction prompt in its log format.
@@ -56,6 +64,7 @@ def long_generation_version(slug: str) -> BenchmarkVersion:
     return versioning.publish(version)
 
 
+@pytest.mark.slow  # a real HTTP server (the fake endpoint)
 @pytest.mark.django_db
 def test_a_truncated_reply_is_scored_per_question_and_per_row_and_shown_against_reply_length(client) -> None:
     with FakeOpenAI(models=("fake-model",), api_key=KEY, answer=truncated_reply, max_model_len=32768) as server:
@@ -110,6 +119,37 @@ def test_a_truncated_reply_is_scored_per_question_and_per_row_and_shown_against_
 
 
 @pytest.mark.django_db
+def test_a_local_model_gets_one_reply_length_curve_per_kv_point_with_kv_bytes_after_decoding(client) -> None:
+    version = long_generation_version("longgen-local")
+    entry = make_entry(kind=ModelKind.HUGGINGFACE, hf_repo="reference", endpoint_url="", api_model_name="",
+                       display_name="Local Writer")
+    sub = make_submission(version=version, model=entry, kv_methods=["snapkv"], kv_budgets=[0.5],
+                          status=SubmissionStatus.COMPLETED, finished_at=timezone.now())
+    # Scores fall with the reply length, faster under SnapKV at half the cache; the cache grows while decoding.
+    scores = {("full", 1.0): {"answers_o32": 90.0, "extract_o64": 70.0, "answers_o96": 50.0},
+              ("snapkv", 0.5): {"answers_o32": 80.0, "extract_o64": 40.0, "answers_o96": 20.0}}
+    for (method, budget), by_task in scores.items():
+        for task in version.tasks.all():
+            Cell.objects.create(
+                submission=sub, task=task, length=1024, method=method, budget=budget, status=CellStatus.COMPLETED,
+                samples_total=2, samples_done=2, score=by_task[task.key], ci_low=0.0, ci_high=100.0,
+                kv_bytes=int(20e6 * budget), kv_bytes_end=int(20e6 * budget) + task.output_tokens * 23040,
+                output_tokens_mean=float(task.output_tokens), finish_stop=1, finish_length=1,
+                decode_tokens_per_s=9.5)
+    rows.recompute(sub.pk)
+    by_point = {(r.method, r.budget): r.scores_by_output for r in LeaderboardRow.objects.filter(submission=sub)}
+    assert by_point == {("full", 1.0): {"32": 90.0, "64": 70.0, "96": 50.0},
+                        ("snapkv", 0.5): {"32": 80.0, "64": 40.0, "96": 20.0}}
+    page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
+    assert "Score across required reply lengths" in page
+    assert '"name": "Full cache"' in page and '"name": "SnapKV' in page  # one line per KV point
+    table = page[page.index("How the replies ended"):page.index("</table>", page.index("How the replies ended"))]
+    # 10,000,000 + 96 x 23,040 bytes = 12,211,840 bytes = 11.6 MiB after 96 tokens under SnapKV at 50%
+    assert re.search(r"SnapKV[^<]*</th><td class=\"num\">96</td><td class=\"num\">20.0</td>.*?<td class=\"num\">"
+                     r"11.6</td></tr>", table), table
+
+
+@pytest.mark.django_db
 def test_a_version_without_long_generation_tasks_shows_no_reply_length_section(client) -> None:
     from tests.factories import make_completed, make_version
 
@@ -121,6 +161,7 @@ def test_a_version_without_long_generation_tasks_shows_no_reply_length_section(c
     assert "Score across required reply lengths" not in board
 
 
+@pytest.mark.slow  # loads the reference model and decodes on the CPU
 def test_the_reference_model_writes_a_long_reply_with_its_stop_reason_speed_and_kv_after_decoding(
         reference_models_dir: Path) -> None:
     model = load(LocalModelConfig(source="reference", models_dir=reference_models_dir))
