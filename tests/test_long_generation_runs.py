@@ -26,7 +26,6 @@ from leaderboard.models import (
 from tests.factories import make_entry, make_submission, run_inline
 from tests.fake_openai import FakeCall, FakeOpenAI
 
-
 KEY = "sk-long-generation-0016"
 # The asked records of a many-answers prompt, and the orders of an extraction prompt in its log format.
 QUESTION = re.compile(r"^Q(\d+): (R\d+)$", re.MULTILINE)
