@@ -180,3 +180,19 @@ def test_the_reference_model_writes_a_long_reply_with_its_stop_reason_speed_and_
     summary = summarize([outcome])
     assert summary.output_tokens_mean == outcome.output_tokens
     assert summary.efficiency.kv_bytes_end == eff.kv_bytes_end
+
+
+def test_the_position_picture_puts_each_question_in_its_tenth_of_the_list() -> None:
+    from leaderboard.charts import POSITION_BIN_LABELS, position_grid
+
+    samples = [{"output_tokens": 64, "per_question": [1.0, 1.0, 0.0, 0.0]},  # bins 0, 2, 5, 7 of ten
+               {"output_tokens": 64, "per_question": [0.0, 1.0, 0.5, 0.0]},
+               {"output_tokens": 128, "per_question": [1.0] * 20},
+               {"output_tokens": 999, "per_question": [0.0]}]  # a reply length not asked for: left out
+    grid = position_grid(samples, [64, 128])
+    assert list(grid.columns) == [64, 128]
+    column = grid[64].to_dict()
+    assert column[POSITION_BIN_LABELS[0]] == 50.0 and column[POSITION_BIN_LABELS[2]] == 100.0
+    assert column[POSITION_BIN_LABELS[5]] == 25.0 and column[POSITION_BIN_LABELS[7]] == 0.0
+    assert grid[64].isna().sum() == 6
+    assert (grid[128] == 100.0).all()
