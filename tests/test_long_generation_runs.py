@@ -165,12 +165,12 @@ def test_the_reference_model_writes_a_long_reply_with_its_stop_reason_speed_and_
         reference_models_dir: Path) -> None:
     model = load(LocalModelConfig(source="reference", models_dir=reference_models_dir))
     counter = HFTokenCounter(model.tokenizer)
-    spec = CellSpec(seed=16, task_key="write_o32", task_type="length_following",
-                    params={"output_tokens": 32, "elements": 2}, length=512, max_new_tokens=64, samples=1)
+    spec = CellSpec(seed=16, task_key="write_o16", task_type="length_following",
+                    params={"output_tokens": 16, "elements": 2}, length=512, max_new_tokens=32, samples=1)
     outcome = evaluate_samples(spec, LocalBackend(model, "full", 1.0), counter, range(1), concurrency=1)[0]
     assert outcome.error == "" and outcome.score is not None
-    assert 1 <= outcome.output_tokens <= 64
-    assert outcome.finish_reason == ("length" if outcome.output_tokens == 64 else "stop")
+    assert 1 <= outcome.output_tokens <= 32
+    assert outcome.finish_reason == ("length" if outcome.output_tokens == 32 else "stop")
     assert outcome.decode_tokens_per_s > 0
     eff = outcome.efficiency
     # Decoding appends a key and a value per layer for every token but the last: the cache grows by exactly that.
