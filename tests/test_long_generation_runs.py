@@ -110,6 +110,9 @@ def test_a_truncated_reply_is_scored_per_question_and_per_row_and_shown_against_
     assert "Score across required reply lengths" in board and "Score across context lengths" in board
     listing = client.get(reverse("leaderboard:version", args=[version.slug])).content.decode()
     assert "answers_o96" in listing and "record_extraction" in listing
+    preview = client.get(reverse("leaderboard:version-samples", args=[version.slug]),
+                         {"task": "extract_o64", "length": 1024, "index": 0}).content.decode()
+    assert "Gold reply" in preview and "id\tcity\tquantity\nR" in preview and "Row-level F1" in preview
     api = client.get(f"/api/v1/submissions/{sub.pk}").json()
     by_task = {c["task"]: c for c in api["cells"]}
     assert by_task["extract_o64"]["output_tokens"] == 64 and by_task["extract_o64"]["output_tokens_mean"] == 96
