@@ -20,8 +20,8 @@ from evalworkers.benchmark import (
     TokenCounter,
     extract_answer,
     generate_sample,
-    score,
 )
+from evalworkers.benchmark.scoring import score_detail
 from evalworkers.efficiency import Efficiency
 from evalworkers.prompt_sizing import prompt_token_mismatch
 from evalworkers.stats import cell_interval
@@ -105,6 +105,7 @@ class StoredSample:
     answer_outcome: str
     reasoning_chars: int
     efficiency: Efficiency | None
+    output_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class CellSummary:
     no_final_answer: int = 0
     reasoning_chars_mean: float | None = None
     efficiency: Efficiency | None = None  # a local model's KV figures (``Efficiency.of_cell``); None elsewhere
+    output_tokens_mean: float | None = None  # reply tokens as the backend counted them, over scored samples
 
     @property
     def finish_reasons(self) -> dict[str, int]:
@@ -148,7 +150,9 @@ def excerpt(sample: Sample) -> str:
 
 
 def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOutcome:
-    """Extract the final answer (``answers.extract_answer``), then score only that."""
+    """Extract the final answer (``answers.extract_answer``), then score only that. A long-output metric's
+    figures (per-question scores and where each answer sits, row precision and recall, word counts) are kept in
+    the metadata under ``scoring``."""
     failed = result.error is not None
     found = extract_answer(None if result.content_null else result.text, reasoning_field=result.reasoning,
                            reasoning_field_name=result.reasoning_field, finish_reason=result.finish_reason,
@@ -157,10 +161,14 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
     if found.reasoning and not failed:
         # The end of the reasoning shows where a model stopped; the whole of it is not kept.
         metadata["reasoning_tail"] = found.reasoning[-REASONING_EXCERPT_CHARS:]
+    scored = None
+    if not failed and found.outcome.has_answer:
+        scored = score_detail(found.answer, sample.answers, sample.metric, sample.metadata)
+        if scored.detail:
+            metadata["scoring"] = scored.detail
     return SampleOutcome(
         index=index, prediction="" if failed else found.answer, expected=list(sample.answers),
-        score=None if failed else score(found.answer, sample.answers, sample.metric) if found.outcome.has_answer
-        else 0.0,
+        score=None if failed else scored.score if scored is not None else 0.0,
         error=(result.error or "")[:1000], target_prompt_tokens=sample.length - sample.max_new_tokens,
         prompt_tokens=result.prompt_tokens, output_tokens=result.completion_tokens, latency_s=result.latency_s,
         ttft_s=result.ttft_s, metadata=metadata, finish_reason=(result.finish_reason or "")[:32],
@@ -215,7 +223,8 @@ def finish_kind(finish_reason: str | None) -> str:
 def summarize(outcomes: Sequence[SampleOutcome | StoredSample]) -> CellSummary:
     """A cell's figures from its samples; the score's 95% interval is ``stats.cell_interval`` (Wilson for 0/1
     scores, Price-Bonett for graded ones). Time to first token and decode speed are the means of what the backend
-    measured per sample; the KV figures are ``Efficiency.of_cell``."""
+    measured per sample; the KV figures are ``Efficiency.of_cell``; output tokens are the mean over scored samples
+    of what the backend counted."""
     scored = [o.score for o in outcomes if o.score is not None]
     answered = [o for o in outcomes if o.score is not None]
     finishes = Counter(finish_kind(o.finish_reason) for o in answered)
@@ -231,6 +240,7 @@ def summarize(outcomes: Sequence[SampleOutcome | StoredSample]) -> CellSummary:
     target_mean = sum(t for _, t in measured) / len(measured) if measured else None
     ttfts = [o.ttft_s for o in outcomes if o.ttft_s is not None]
     rates = [o.decode_tokens_per_s for o in outcomes if o.decode_tokens_per_s is not None]
+    written = [o.output_tokens for o in answered if o.output_tokens is not None]
     return CellSummary(
         n=len(scored), errors=len(errors), score=mean, ci_low=low, ci_high=high, ci_method=method,
         prompt_tokens_mean=prompt_mean, target_prompt_tokens_mean=target_mean,
@@ -242,4 +252,5 @@ def summarize(outcomes: Sequence[SampleOutcome | StoredSample]) -> CellSummary:
         no_final_answer=sum(o.answer_outcome != AnswerOutcome.ANSWERED for o in answered),
         reasoning_chars_mean=sum(reasoned) / len(answered) if reasoned else None,
         efficiency=Efficiency.of_cell([o.efficiency for o in outcomes if o.efficiency is not None]),
+        output_tokens_mean=sum(written) / len(written) if written else None,
     )

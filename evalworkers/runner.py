@@ -284,13 +284,14 @@ def _stored_samples(cell: Cell) -> list[StoredSample]:
     """Only the columns the summary reads: predictions, prompts' facts and answers stay in the database."""
     stored = cell.samples.values("score", "error", "metadata__target_prompt_tokens", "prompt_tokens", "ttft_s",
                                  "decode_tokens_per_s", "metadata__efficiency", "finish_reason", "answer_outcome",
-                                 "reasoning_chars")
+                                 "reasoning_chars", "output_tokens")
     return [StoredSample(score=row["score"], error=row["error"],
                          target_prompt_tokens=row["metadata__target_prompt_tokens"] or 0,
                          prompt_tokens=row["prompt_tokens"], ttft_s=row["ttft_s"],
                          decode_tokens_per_s=row["decode_tokens_per_s"], finish_reason=row["finish_reason"],
                          answer_outcome=row["answer_outcome"], reasoning_chars=row["reasoning_chars"],
-                         efficiency=Efficiency.from_json(row["metadata__efficiency"]))
+                         efficiency=Efficiency.from_json(row["metadata__efficiency"]),
+                         output_tokens=row["output_tokens"])
             for row in stored]
 
 
@@ -307,6 +308,7 @@ def record_summary(cell: Cell, summary: CellSummary) -> None:
     cell.finish_stop, cell.finish_length = summary.finish_stop, summary.finish_length
     cell.finish_other, cell.no_final_answer = summary.finish_other, summary.no_final_answer
     cell.reasoning_chars_mean = summary.reasoning_chars_mean
+    cell.output_tokens_mean = summary.output_tokens_mean
     if summary.efficiency is not None:  # measured by a local model; endpoints leave these columns empty
         for name in EFFICIENCY_FIELDS:
             setattr(cell, name, getattr(summary.efficiency, name))

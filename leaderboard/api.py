@@ -135,12 +135,14 @@ def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
                    "prompt_tokens_mean": c.prompt_tokens_mean, "prompt_token_mismatch": c.prompt_token_mismatch,
                    "kv_bytes": c.kv_bytes, "peak_memory_bytes": c.peak_memory_bytes, "ttft_s": c.ttft_s,
                    "decode_tokens_per_s": c.decode_tokens_per_s, "finish_reasons": c.finish_reasons,
-                   "no_final_answer": c.no_final_answer, "reasoning_chars_mean": c.reasoning_chars_mean}
+                   "no_final_answer": c.no_final_answer, "reasoning_chars_mean": c.reasoning_chars_mean,
+                   "output_tokens": c.task.output_tokens, "output_tokens_mean": c.output_tokens_mean,
+                   "kv_bytes_end": c.kv_bytes_end}
                   for c in cells],
         "request_options": sub.request_options, "dialect": sub.dialect,
         "leaderboard_rows": list(LeaderboardRow.objects.filter(submission=sub).values(
-            "id", "method", "budget", "average", "effective_length", "scores_by_length", "ci_low", "ci_high",
-            "ci_method", "complete", "partial_reason")),
+            "id", "method", "budget", "average", "effective_length", "scores_by_length", "scores_by_output",
+            "ci_low", "ci_high", "ci_method", "complete", "partial_reason")),
     })
 
 
@@ -223,7 +225,7 @@ def openapi(request: HttpRequest) -> JsonResponse:
 
     query = [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d} for n, t, d in (
         ("version", "string", "benchmark version slug (default: the version the front page shows)"),
-        ("category", "string", "retrieval, tracing, aggregation or qa"), ("task", "string", "task key"),
+        ("category", "string", "retrieval, tracing, aggregation, qa or generation"), ("task", "string", "task key"),
         ("method", "string", "KV method, e.g. full or snapkv"), ("budget", "number", "KV budget in (0, 1]"),
         ("kind", "string", "endpoint, huggingface or reported"), ("min_params", "number", "billions"),
         ("max_params", "number", "billions"), ("q", "string", "search in model and organisation"),

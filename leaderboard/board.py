@@ -136,7 +136,8 @@ class BoardRow:
 # its model default is left out (the rebuilt LeaderboardRow takes the default again), which halves the entries.
 ROW_FIELDS = ("id", "submission_id", "model_name", "organisation", "model_kind", "parameters_b", "claimed_context",
               "is_baseline", "visibility", "public_note", "method", "budget", "complete", "partial_reason",
-              "lengths_verified", "disagrees", "reported", "length_notes", "ci_method", "completed_at")
+              "lengths_verified", "disagrees", "reported", "length_notes", "ci_method", "completed_at",
+              "scores_by_output")
 _ROW_DEFAULTS = {f.attname: f.get_default() for f in LeaderboardRow._meta.concrete_fields
                  if f.attname in ROW_FIELDS and f.attname != "id"}
 # What the scope computes: the figures a BoardRow carries beside its row and scores.
@@ -429,8 +430,8 @@ def curve_rows(board: Board, selected: tuple[int, ...]) -> list[dict[str, Any]]:
               if selected else board[:MAX_CURVES])
     intervals = dict(LeaderboardRow.objects.filter(pk__in=[b.row.pk for b in chosen if not b.scoped])
                      .values_list("pk", "ci_by_length"))
-    return [{"label": label(b.row), "scores_by_length": b.scores, "ci_by_length": intervals.get(b.row.pk) or {}}
-            for b in chosen]
+    return [{"label": label(b.row), "scores_by_length": b.scores, "ci_by_length": intervals.get(b.row.pk) or {},
+             "scores_by_output": b.row.scores_by_output} for b in chosen]
 
 
 def label(row: LeaderboardRow) -> str:

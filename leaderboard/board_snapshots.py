@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 
-from leaderboard import board, charts
+from leaderboard import board, charts, long_generation
 from leaderboard.board import Board, BoardFilters, Entry, Scope
 from leaderboard.models import BenchmarkVersion, BoardSnapshot, TaskCategory
 
@@ -193,6 +193,15 @@ def curves_div(version: BenchmarkVersion, rows: Board, f: BoardFilters, snapshot
     figure = (charts.degradation_figure(curves, list(version.lengths), board.threshold_line(version)) if curves
               else charts.empty_figure("No completed submissions match these filters yet."))
     return charts.to_div(figure)
+
+
+def output_curves_div(version: BenchmarkVersion, rows: Board, f: BoardFilters) -> str:
+    """The second chart, score against the required reply length, for a version with long-generation tasks
+    ("" otherwise): the same rows as the curves above the table, from their stored entries."""
+    outputs = long_generation.output_lengths(version)
+    if not outputs:
+        return ""
+    return charts.to_div(charts.output_degradation_figure(board.curve_rows(rows, f.selected), outputs))
 
 
 def options(snapshot: BoardSnapshot) -> dict[str, list]:

@@ -55,6 +55,8 @@ SCORE_COLORSCALE: list[list[Any]] = [
 
 FONT_FAMILY = "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 LENGTH_AXIS_TITLE = "Context length (tokens)"
+OUTPUT_AXIS_TITLE = "Required reply length (tokens, the gold reply's)"
+POSITION_BINS = 10
 SCORE_AXIS_TITLE = "Score (0–100)"
 MISSING = "–"
 DEPTH_BINS = 10
@@ -127,11 +129,11 @@ def _style(fig: go.Figure, title: str, height: int, *, legend: bool = True) -> g
     return fig
 
 
-def _length_axis(fig: go.Figure, lengths: Sequence[int]) -> None:
+def _length_axis(fig: go.Figure, lengths: Sequence[int], title: str = LENGTH_AXIS_TITLE) -> None:
     """Lengths double from step to step, so a log axis spaces them evenly; ticks sit exactly on the tested lengths."""
     fig.update_xaxes(
         type="log",
-        title_text=LENGTH_AXIS_TITLE,
+        title_text=title,
         tickmode="array",
         tickvals=list(lengths),
         ticktext=[length_label(n) for n in lengths],
@@ -209,8 +211,10 @@ def _ci_band(label: str, lengths: Sequence[int], ci: Mapping[int, Any], color: s
 
 
 def _line_figure(rows: Sequence[Mapping[str, Any]], lengths: Sequence[int], title: str,
-                 threshold: float | None, empty_message: str) -> go.Figure:
-    """Shared by the model, comparison and task charts: one line per row over the log-2 length axis."""
+                 threshold: float | None, empty_message: str, *, key: str = "scores_by_length",
+                 axis_title: str = LENGTH_AXIS_TITLE, hover_name: str = "Length") -> go.Figure:
+    """Shared by the model, comparison and task charts: one line per row over the log-2 length axis
+    (``key`` names the row's scores by length: the context's, or the reply's for the output-length curve)."""
     xs = _lengths(lengths)
     if not rows or not xs:
         return empty_figure(empty_message)
@@ -219,17 +223,18 @@ def _line_figure(rows: Sequence[Mapping[str, Any]], lengths: Sequence[int], titl
     for index, row in enumerate(rows):
         label = str(row.get("label", ""))
         color = _color(index)
-        scores = _by_length(row.get("scores_by_length"))
-        band = _ci_band(label, xs, _by_length(row.get("ci_by_length")), color)
+        scores = _by_length(row.get(key))
+        band = _ci_band(label, xs, _by_length(row.get("ci_by_length")), color) if key == "scores_by_length" else None
         if band is not None:
             fig.add_trace(band)
         fig.add_trace(go.Scatter(
             x=xs, y=[_score(scores.get(n)) for n in xs], name=label, legendgroup=label, mode="lines+markers",
             connectgaps=False, cliponaxis=False, line={"color": color, "width": 2.5}, marker={"size": 7},
             customdata=ticks,
-            hovertemplate="<b>%{fullData.name}</b><br>Length: %{customdata}<br>Score: %{y:.1f}<extra></extra>",
+            hovertemplate=(f"<b>%{{fullData.name}}</b><br>{hover_name}: %{{customdata}}<br>"
+                           "Score: %{y:.1f}<extra></extra>"),
         ))
-    _length_axis(fig, xs)
+    _length_axis(fig, xs, axis_title)
     _score_axis(fig)
     if threshold is not None:
         fig.add_hline(
@@ -244,6 +249,14 @@ def degradation_figure(rows: Sequence[Mapping[str, Any]], lengths: Sequence[int]
                        threshold: float | None = None) -> go.Figure:
     """How each model's score falls as the context grows, with its confidence band and the threshold line."""
     return _line_figure(rows, lengths, "Score across context lengths", threshold, "No scores to show yet.")
+
+
+def output_degradation_figure(rows: Sequence[Mapping[str, Any]], outputs: Sequence[int]) -> go.Figure:
+    """The second degradation curve: how the long-generation tasks' score falls as the required reply grows.
+    Each row gives ``scores_by_output`` ({reply tokens: score}); no interval is drawn (it is a mean of cells)."""
+    return _line_figure(rows, outputs, "Score across required reply lengths", None,
+                        "No long-generation scores to show yet.", key="scores_by_output",
+                        axis_title=OUTPUT_AXIS_TITLE, hover_name="Reply")
 
 
 def task_curves_figure(task_scores: Mapping[str, Mapping[Any, Any]], lengths: Sequence[int]) -> go.Figure:
@@ -440,3 +453,58 @@ def depth_heatmap_figure(samples: Sequence[Mapping[str, Any]], lengths: Sequence
     fig.update_yaxes(title_text="Needle depth (% of context)", type="category", autorange="reversed",
                      showgrid=False)
     return _style(fig, "Retrieval by needle depth and context length", 460, legend=False)
+
+
+# --- many answers: where in the reply answers fail ------------------------------------------------------------------
+
+POSITION_BIN_LABELS: tuple[str, ...] = tuple(f"{i * 10}–{(i + 1) * 10}%" for i in range(POSITION_BINS))
+
+
+def position_grid(samples: Sequence[Mapping[str, Any]], outputs: Sequence[int]) -> pd.DataFrame:
+    """Mean per-question score (0-100) by the question's place in the list (tenths, first to last) and the
+    required reply length: rows are the ten position bins, columns the reply lengths, NaN where none fell.
+
+    Each sample gives ``output_tokens`` and ``per_question`` (its questions' scores 0-1, in order); question i of
+    K falls in bin floor(10 * i / K). Samples without them, or at a reply length not asked for, are left out.
+    """
+    columns = _lengths(outputs)
+    wanted = set(columns)
+    records = []
+    for sample in samples:
+        per_question, output = sample.get("per_question"), sample.get("output_tokens")
+        if not per_question or output is None or int(output) not in wanted:
+            continue
+        k = len(per_question)
+        for i, value in enumerate(per_question):
+            score = _score(value)
+            if score is not None:
+                records.append({"position": POSITION_BIN_LABELS[min(POSITION_BINS - 1, POSITION_BINS * i // k)],
+                                "output": int(output), "score": 100 * score})
+    if records:
+        means = pd.DataFrame.from_records(records).groupby(["position", "output"])["score"].mean().unstack("output")
+    else:
+        means = pd.DataFrame(dtype=float)
+    grid = means.reindex(index=list(POSITION_BIN_LABELS), columns=columns).astype(float)
+    grid.index.name = "position"
+    grid.columns.name = "output"
+    return grid
+
+
+def position_heatmap_figure(samples: Sequence[Mapping[str, Any]], outputs: Sequence[int]) -> go.Figure:
+    """The many-answers picture: where in one long reply the answers start failing (red), per reply length."""
+    grid = position_grid(samples, outputs)
+    if grid.empty or grid.isna().all().all():
+        return empty_figure("No many-answers results yet.")
+    z = [[None if pd.isna(v) else float(v) for v in row] for row in grid.to_numpy()]
+    text = [[MISSING if v is None else f"{v:.0f}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[length_label(n) for n in grid.columns], y=list(grid.index), text=text, texttemplate="%{text}",
+        colorscale=SCORE_COLORSCALE, zmin=0, zmax=100, xgap=2, ygap=2, hoverongaps=False,
+        colorbar={"title": {"text": "Score"}, "thickness": 14, "len": 0.9},
+        customdata=[[MISSING if v is None else f"{v:.1f}" for v in row] for row in z],
+        hovertemplate="Questions: %{y} of the list<br>Reply: %{x} tokens<br>Mean score: %{customdata}<extra></extra>",
+    ))
+    fig.update_xaxes(title_text=OUTPUT_AXIS_TITLE, type="category", showgrid=False)
+    fig.update_yaxes(title_text="Question's place in the list (first to last)", type="category",
+                     autorange="reversed", showgrid=False)
+    return _style(fig, "Many answers in one reply: score by the question's place", 460, legend=False)

@@ -277,3 +277,21 @@ def rank_rows(frame: pd.DataFrame) -> pd.DataFrame:
     out["_avg"] = avg
     out = out.sort_values("_avg", ascending=False, na_position="last", kind="mergesort").drop(columns="_avg")
     return out.reset_index(drop=True)
+
+
+def scores_by_output(frame: pd.DataFrame, outputs: Mapping[str, int]) -> dict[tuple[str, float], dict[str, float]]:
+    """Per (method, budget): the long-generation tasks' score at each target reply length, the output-length axis.
+
+    ``outputs`` maps a task key to its target reply length in tokens (tasks that are not long-generation are
+    absent). Each score is the unweighted mean (0-100) of the cells at that reply length, over their tasks and
+    context lengths; cells without a score are left out. Keys are the reply lengths as strings, ascending; a
+    (method, budget) without long-generation cells is absent.
+    """
+    scored = frame[frame["task"].isin(list(outputs)) & frame["score"].notna()].copy()
+    if scored.empty:
+        return {}
+    scored["output"] = scored["task"].map(outputs).astype(int)
+    out: dict[tuple[str, float], dict[str, float]] = {}
+    for (method, budget, output), group in scored.groupby(["method", "budget", "output"], sort=True):
+        out.setdefault((str(method), float(budget)), {})[str(int(output))] = round(float(group["score"].mean()), 2)
+    return out

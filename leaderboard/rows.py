@@ -69,6 +69,8 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
     summaries = metrics.summarize_cells(frame, lengths=list(version.lengths),
                                         tasks=list(version.tasks.values_list("key", flat=True)),
                                         threshold=version.effective_length_threshold)
+    outputs = {t.key: t.output_tokens for t in version.tasks.all() if t.output_tokens is not None}
+    by_output = metrics.scores_by_output(frame, outputs)
     kv = {(r["method"], r["budget"]): r["kv"] for r in
           Cell.objects.filter(submission=sub).values("method", "budget").annotate(kv=Avg("kv_bytes"))}
     entry = sub.model
@@ -86,6 +88,7 @@ def recompute(submission_id: int) -> list[LeaderboardRow]:
                           for k, v in s.ci_by_length.items()},
             task_scores={t: {_key(k): v for k, v in by_len.items()} for t, by_len in s.task_scores.items()},
             category_scores={c: {_key(k): v for k, v in by_len.items()} for c, by_len in s.category_scores.items()},
+            scores_by_output=by_output.get((s.method, s.budget), {}),
             average=s.average, wavg_inc=s.wavg_inc, wavg_dec=s.wavg_dec, ci_low=s.ci_low, ci_high=s.ci_high,
             ci_method=s.ci_method, effective_length=s.effective_length, complete=s.complete,
             partial_reason=partial_reason(s, sub), kv_bytes_mean=kv.get((s.method, s.budget)),

@@ -11,6 +11,7 @@ from typing import Any
 from evalworkers.benchmark import SpecError, generate_sample, length_tolerance
 from evalworkers.benchmark.preview import Segment, context_segments
 from evalworkers.benchmark.scoring import PREFIX_CHARS
+from evalworkers.benchmark.tasks.generation import gold_reply
 from leaderboard import reference_tokens
 from leaderboard.models import BenchmarkVersion, TaskSpec
 
@@ -22,6 +23,12 @@ SCORING_RULES = {
     "sequence_ratio": "OpenAI MRCR's grade: 0 unless the final answer starts with the prefix the question asks for; "
                       "otherwise, with the prefix removed, Python difflib's SequenceMatcher ratio between the answer "
                       "and the expected reply (case- and whitespace-sensitive), times 100.",
+    "row_f1": "Row-level F1 of the extracted table (LongProc's HTML-to-TSV metric): a written row counts when every "
+              "cell equals a gold row's after LongProc's normalisation; order does not matter; times 100.",
+    "answers_in_order": "Per question: the share of its values found on the reply's line A<n>; the mean over the "
+                        "questions, times 100 (each question's score and place in the reply are kept).",
+    "length_following": "0.5 x LongWriter's length score of the word count + 0.25 x the share of the required "
+                        "words present + 0.25 x the share in the required order (0-100).",
 }
 
 
@@ -58,6 +65,8 @@ class Preview:
     depth_percent: float | None = None
     insert_count: int = 0
     notes: list[str] = field(default_factory=list)
+    gold_reply: str = ""  # a long-generation task's reply that scores 100 (its answers are not in the context)
+    output_tokens: int | None = None  # the reply length the task asks for
 
     @property
     def within_tolerance(self) -> bool:
@@ -124,7 +133,8 @@ def build(version: BenchmarkVersion, choice: Choice) -> Preview:
         max_new_tokens=sample.max_new_tokens, target_tokens=choice.length - sample.max_new_tokens,
         tolerance=length_tolerance(choice.length), measured_tokens=measured, counter_name=ref.name,
         counter_exact=ref.exact, depth_percent=sample.metadata.get("depth_percent"), insert_count=len(placed),
-        notes=notes,
+        notes=notes, output_tokens=task.output_tokens,
+        gold_reply=gold_reply(task.task_type, sample.answers, sample.metadata) if task.output_tokens else "",
     )
 
 

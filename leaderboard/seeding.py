@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from evalworkers.benchmark import SpecError, default_max_new_tokens
 from leaderboard import versioning
 from leaderboard.models import BenchmarkVersion, TaskSpec, VersionStatus
 
@@ -50,8 +51,14 @@ def _build_draft(entry: dict[str, Any]) -> BenchmarkVersion:
     version.full_clean()
     version.save()
     for task in entry["tasks"]:
+        max_new = task.get("max_new_tokens")
+        if max_new is None:  # a long-generation task's limit derives from its reply length
+            try:
+                max_new = default_max_new_tokens(task["type"], task.get("params", {}))
+            except SpecError:
+                max_new = 128  # full_clean names the unknown type or bad params
         spec = TaskSpec(version=version, key=task["key"], task_type=task["type"], params=task.get("params", {}),
-                        weight=task.get("weight", 1.0), max_new_tokens=task.get("max_new_tokens", 128))
+                        weight=task.get("weight", 1.0), max_new_tokens=max_new)
         spec.full_clean(exclude=["version"])
         spec.save()
     return version

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from evalworkers.benchmark import ruler
+from evalworkers.kv import registry
 from evalworkers.stats import METHOD_LABELS, IntervalMethod
 from leaderboard import (
     board,
@@ -21,6 +22,7 @@ from leaderboard import (
     crossref,
     efficiency,
     literal_gap,
+    long_generation,
     pagecache,
     partial,
     progress,
@@ -68,6 +70,7 @@ def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -
         threshold=version.effective_length_threshold, ci_note=CI_NOTE,
         curves_div=board_snapshots.curves_div(version, rows, filters, snapshot),
         rows_html=board_snapshots.page_rows_html(rows, page, filters, snapshot),
+        output_curves_div=board_snapshots.output_curves_div(version, rows, filters),
         tasks=list(version.tasks.values_list("key", flat=True)), categories=TaskCategory.choices,
         methods=options["methods"], budgets=options["budgets"], query=filters.as_query(), sort_links={
             name: filters.as_query(sort=("-" + name) if filters.sort == name else name) for name in board.SORTABLE
@@ -167,8 +170,30 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
         "page": page, "failures_only": failures_only, "task_filter": task_filter,
         "events": sub.events.select_related("actor"), "answers": figures["answers"],
         "elsewhere": crossref.elsewhere(sub),
+        **_reply_length_context(sub, rows),
     }
     return render(request, "leaderboard/model.html", ctx)
+
+
+def _reply_length_context(sub: Submission, rows: list[LeaderboardRow]) -> dict:
+    """The output-length axis: the score against required reply length per KV point, the replies' figures and the
+    many-answers position picture; nothing when the version has no long-generation task."""
+    outputs = long_generation.output_lengths(sub.version)
+    if not outputs:
+        return {}
+    curves = [{"label": charts_label(r), "scores_by_output": r.scores_by_output} for r in rows if r.scores_by_output]
+    positions = long_generation.position_samples(sub)
+    return {
+        "output_labels": [charts.length_label(n) for n in outputs],
+        "output_curve_div": charts.to_div(charts.output_degradation_figure(curves, outputs)),
+        "reply_table": long_generation.reply_table(sub),
+        "position_div": charts.to_div(charts.position_heatmap_figure(positions, outputs)) if positions else "",
+    }
+
+
+def charts_label(row: LeaderboardRow) -> str:
+    """A KV point's name on a model's own page (the model is the page's)."""
+    return "Full cache" if row.method == "full" else registry.point_label(row.method, row.budget)
 
 
 def _chosen_length(request: HttpRequest, lengths: list[int]) -> int:

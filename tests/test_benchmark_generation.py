@@ -45,6 +45,8 @@ def test_every_task_type_fills_the_target_exactly(task_type, length):
     sample = make(task_type, length)
     assert_fits(sample, bpe_counter())
     assert sample.answers
+    if TASK_TYPES[task_type].category == "generation":  # gold replies, not substrings: test_long_generation_tasks.py
+        return
     for answer in sample.answers:
         if sample.metric == "sequence_ratio":  # MRCR: the reply is in the context, its prefix only in the question
             answer = answer[PREFIX_CHARS:]

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import SpecError
 from .plan import Plan, TaskContext
-from .registry import get_task_type, validate_task
+from .registry import default_max_new_tokens, get_task_type, validate_task
 from .rng import Rng, sample_seed
 from .sample import RenderOptions, Sample
 from .sizing import BuiltContext, TooShort
@@ -114,7 +114,7 @@ def generate_sample(
         raise SpecError("index", f"must be a non-negative integer, got {index!r}")
     options = options or RenderOptions()
     tt = get_task_type(task_type)
-    max_new = tt.max_new_tokens if max_new_tokens is None else max_new_tokens
+    max_new = default_max_new_tokens(task_type, params) if max_new_tokens is None else max_new_tokens
     if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new <= 0:
         raise SpecError("max_new_tokens", f"must be a positive integer, got {max_new!r}")
     if options.reasoning:
@@ -149,8 +149,7 @@ def min_length(task_type: str, params: dict[str, Any], counter: TokenCounter, ma
     """About the shortest length at which the task fits (its mandatory content, no filler), for validating a
     version's lengths up front; ``generate_sample`` checks each sample exactly."""
     options = options or RenderOptions()
-    tt = get_task_type(task_type)
-    max_new = tt.max_new_tokens if max_new_tokens is None else max_new_tokens
+    max_new = default_max_new_tokens(task_type, params) if max_new_tokens is None else max_new_tokens
     if options.reasoning:
         max_new += options.reasoning_extra_tokens
     _, plan = _plan(0, "min_length", task_type, params, 1, 0, counter)

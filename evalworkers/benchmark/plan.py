@@ -11,7 +11,7 @@ from .rng import Rng
 from .sizing import BuiltContext
 from .tokens import TokenCounter
 
-CATEGORIES = ("retrieval", "tracing", "aggregation", "qa")
+CATEGORIES = ("retrieval", "tracing", "aggregation", "qa", "generation")
 # RULER's depth grid: np.round(np.linspace(0, 100, 40)); no value is a .5 tie, so round() agrees with numpy.
 DEPTH_GRID: tuple[int, ...] = tuple(round(i * 100 / 39) for i in range(40))
 
@@ -53,3 +53,22 @@ class TaskType:
     plan: Callable[[TaskContext], Plan]
     description: str
     check: Callable[[dict[str, Any]], None] | None = None
+    # A long-generation type's target reply length in the model's tokens, from its params (``output_tokens``);
+    # None for the reading tasks, whose replies are short. Its default token limit derives from it.
+    output_tokens: Callable[[dict[str, Any]], int] | None = None
+
+    def target_output_tokens(self, params: dict[str, Any]) -> int | None:
+        """The reply length the task asks for, in tokens (None: a short-answer task)."""
+        return self.output_tokens(params) if self.output_tokens is not None else None
+
+    def default_new_tokens(self, params: dict[str, Any] | None = None) -> int:
+        """The token limit when a spec gives none: the type's fixed one, or for a long-generation type its
+        target plus headroom (``new_tokens_for_output``)."""
+        target = self.target_output_tokens(params or {}) if params is not None else None
+        return new_tokens_for_output(target) if target is not None else self.max_new_tokens
+
+
+def new_tokens_for_output(output_tokens: int) -> int:
+    """The token limit for a reply whose gold length is ``output_tokens``: a quarter more (at least 32), so a model
+    that writes the asked length in slightly different words is not cut off, and one that rambles is."""
+    return output_tokens + max(32, output_tokens // 4)

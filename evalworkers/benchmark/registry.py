@@ -7,10 +7,11 @@ from typing import Any
 from .errors import SpecError
 from .params import clean_params
 from .plan import TaskType
-from .tasks import aggregation, association, coreference, niah, qa, threads, tracing
+from .tasks import aggregation, association, coreference, generation, niah, qa, threads, tracing
 
 TASK_TYPES: dict[str, TaskType] = {
-    t.name: t for mod in (niah, tracing, aggregation, qa, coreference, threads, association) for t in mod.TASKS
+    t.name: t for mod in (niah, tracing, aggregation, qa, coreference, threads, association, generation)
+    for t in mod.TASKS
 }
 
 
@@ -37,8 +38,16 @@ def metric_of(task_type: str) -> str:
     return get_task_type(task_type).metric
 
 
-def default_max_new_tokens(task_type: str) -> int:
-    return get_task_type(task_type).max_new_tokens
+def default_max_new_tokens(task_type: str, params: dict[str, Any] | None = None) -> int:
+    """The token limit a spec gets when it names none; a long-generation type's derives from its params."""
+    tt = get_task_type(task_type)
+    return tt.default_new_tokens(clean_params(tt.params, params) if tt.output_tokens is not None else None)
+
+
+def output_tokens_of(task_type: str, params: dict[str, Any] | None) -> int | None:
+    """The reply length a task asks for in tokens (the output-length axis), None for a short-answer task."""
+    tt = get_task_type(task_type)
+    return tt.target_output_tokens(clean_params(tt.params, params)) if tt.output_tokens is not None else None
 
 
 def validate_task_entry(entry: Any, field: str = "task") -> dict[str, Any]:
@@ -53,9 +62,12 @@ def validate_task_entry(entry: Any, field: str = "task") -> dict[str, Any]:
         raise SpecError("key", "must be 1-64 letters, digits or underscores")
     task_type = entry.get("type")
     params = validate_task(task_type, entry.get("params"))
-    max_new = entry.get("max_new_tokens", default_max_new_tokens(task_type))
+    max_new = entry.get("max_new_tokens", default_max_new_tokens(task_type, params))
     if isinstance(max_new, bool) or not isinstance(max_new, int) or not 1 <= max_new <= 65536:
         raise SpecError("max_new_tokens", "must be an integer between 1 and 65536")
+    target = output_tokens_of(task_type, params)
+    if target is not None and max_new < target:
+        raise SpecError("max_new_tokens", f"must be at least the task's output_tokens ({target}), got {max_new}")
     weight = entry.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1000:
         raise SpecError("weight", "must be a number between 0 and 1000")

@@ -1,14 +1,18 @@
-"""Scoring, as percentages: RULER's substring matches after light normalisation, and MRCR's sequence ratio."""
+"""Scoring, as percentages: RULER's substring matches after light normalisation, MRCR's sequence ratio, and the
+long-output metrics (``long_output``)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from difflib import SequenceMatcher
+from typing import Any
 
 from .answers import extract_answer
+from .long_output import LONG_OUTPUT_METRICS, Scored, score_long_output
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
-METRICS = ("string_match_all", "string_match_part", "sequence_ratio")
+METRICS = ("string_match_all", "string_match_part", "sequence_ratio", *LONG_OUTPUT_METRICS)
 # MRCR's random strings to prepend are 10 letters and digits; the expected answer starts with one.
 PREFIX_CHARS = 10
 
@@ -58,12 +62,21 @@ def sequence_ratio(prediction: str, answers: list[str]) -> float:
     return round(100.0 * ratio, 2)
 
 
-def score(prediction: str, answers: list[str], metric: str) -> float:
-    """The score (0-100) of one final answer under ``metric``; ValueError for an unknown metric."""
-    if metric == "sequence_ratio":
-        return sequence_ratio(prediction, answers)
+def score_detail(prediction: str, answers: list[str], metric: str,
+                 metadata: Mapping[str, Any] | None = None) -> Scored:
+    """The score (0-100) and, for the long-output metrics (``long_output``), the figures behind it. Long replies
+    are scored as written, after reasoning is removed (no control-character rewrite: their lines matter)."""
     if metric == "string_match_all":
-        return string_match_all(prediction, answers)
+        return Scored(string_match_all(prediction, answers))
     if metric == "string_match_part":
-        return string_match_part(prediction, answers)
+        return Scored(string_match_part(prediction, answers))
+    if metric == "sequence_ratio":
+        return Scored(sequence_ratio(prediction, answers))
+    if metric in LONG_OUTPUT_METRICS:
+        return score_long_output(extract_answer(prediction).answer.strip(), answers, metric, metadata or {})
     raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def score(prediction: str, answers: list[str], metric: str, metadata: Mapping[str, Any] | None = None) -> float:
+    """The score (0-100); ``metadata`` is the sample's, which the long-output metrics read."""
+    return score_detail(prediction, answers, metric, metadata).score

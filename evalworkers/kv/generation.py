@@ -144,6 +144,7 @@ def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, pla
                 if on_token is not None:
                     on_token(tokens[-1])
             total_s = timer.elapsed()
+            kv_bytes_end = cache_bytes(cache)
     except torch.cuda.OutOfMemoryError as exc:
         raise KVOutOfMemory(f"CUDA out of memory: {str(exc).splitlines()[0][:200]}", reached=meter.peak) from None
     except MemoryError:
@@ -158,5 +159,5 @@ def generate(model: Any, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, pla
         ttft_s=ttft_s, decode_tokens_per_s=decoded / (total_s - ttft_s) if decoded > 0 and total_s > ttft_s else None,
         efficiency=Efficiency(kv_bytes=kv_bytes, kv_bytes_full=full, kept_fraction=kept, physical=plan.physical,
                               query_aware=query_aware and not plan.is_full, peak_memory_bytes=meter.peak,
-                              prefill_s=prefill_s),
+                              prefill_s=prefill_s, kv_bytes_end=kv_bytes_end),
     )

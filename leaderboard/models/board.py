@@ -32,6 +32,10 @@ class LeaderboardRow(models.Model):
     ci_by_length = models.JSONField(default=dict, help_text='{"4096": [91.2, 95.0], ...}; 95% CI per length.')
     task_scores = models.JSONField(default=dict, help_text='{"niah_single_1": {"4096": 100.0, ...}, ...}')
     category_scores = models.JSONField(default=dict, help_text='{"retrieval": {"4096": 97.0, ...}, ...}')
+    scores_by_output = models.JSONField(
+        default=dict, blank=True,
+        help_text='{"512": 71.0, ...}: long-generation tasks by their target reply length in tokens, the mean over '
+                  'those tasks and every context length; empty when the version has none.')
     average = models.FloatField(null=True, blank=True)
     wavg_inc = models.FloatField(null=True, blank=True)
     wavg_dec = models.FloatField(null=True, blank=True)

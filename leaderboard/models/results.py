@@ -73,10 +73,14 @@ class Cell(models.Model):
     query_aware = models.BooleanField(
         null=True, blank=True, help_text="True when context and question were compressed together."
     )
+    kv_bytes_end = models.BigIntegerField(
+        null=True, blank=True, help_text="KV cache bytes when decoding ended (prompt plus reply), measured.")
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     prefill_s = models.FloatField(null=True, blank=True)
     ttft_s = models.FloatField(null=True, blank=True)
     decode_tokens_per_s = models.FloatField(null=True, blank=True)
+    output_tokens_mean = models.FloatField(
+        null=True, blank=True, help_text="Mean reply tokens over scored samples, as the backend counted them.")
     finish_stop = models.PositiveIntegerField(default=0, help_text="Scored samples that ended on their own.")
     finish_length = models.PositiveIntegerField(default=0, help_text="Scored samples cut off by the token limit.")
     finish_other = models.PositiveIntegerField(default=0, help_text="Scored samples with another or no reason.")

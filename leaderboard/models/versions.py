@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from evalworkers.benchmark import RenderOptions, SpecError, category_of, validate_task
+from evalworkers.benchmark.registry import output_tokens_of
 from evalworkers.kv import registry as kv_registry
 
 KNOWN_KV_METHODS = tuple(kv_registry.METHODS)  # the worker's registry is the one list of methods
@@ -30,6 +31,7 @@ class TaskCategory(models.TextChoices):
     TRACING = "tracing", "Multi-hop tracing"
     AGGREGATION = "aggregation", "Aggregation"
     QA = "qa", "Question answering"
+    GENERATION = "generation", "Long generation"
 
 
 class VersionOrigin(models.TextChoices):
@@ -370,6 +372,15 @@ class TaskSpec(models.Model):
         stored = type(self).objects.filter(pk=self.pk).values(*self.SPEC_FIELDS).first()
         return stored is None or any(stored[f] != getattr(self, f) for f in self.SPEC_FIELDS)
 
+    @property
+    def output_tokens(self) -> int | None:
+        """The reply length a long-generation task asks for, in tokens (the output-length axis); None for a
+        short-answer task or a type this release does not know."""
+        try:
+            return output_tokens_of(self.task_type, self.params)
+        except SpecError:
+            return None
+
     def clean(self) -> None:
         try:
             self.params = validate_task(self.task_type, self.params or {})
@@ -377,5 +388,9 @@ class TaskSpec(models.Model):
         except SpecError as exc:
             field = "task_type" if exc.field == "type" else "params"
             raise ValidationError({field: str(exc)}) from None
+        target = self.output_tokens
+        if target is not None and self.max_new_tokens is not None and self.max_new_tokens < target:
+            raise ValidationError({"max_new_tokens": f"Must be at least the task's output_tokens ({target}): the "
+                                                     f"reply it asks for would be cut off."})
         if self._version_is_frozen() and self._differs_from_stored():
             raise FrozenVersionError(frozen_message(self.version.slug, ["tasks"]))

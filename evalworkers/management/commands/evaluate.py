@@ -197,6 +197,7 @@ class Command(BaseCommand):
                 "target_prompt_tokens": summary.target_prompt_tokens_mean,
                 "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
                 "ttft_s": summary.ttft_s, "decode_tokens_per_s": summary.decode_tokens_per_s,
+                "output_tokens": task.output_tokens, "output_tokens_mean": summary.output_tokens_mean,
                 **answer_fields(summary), **efficiency}
         if not as_json:
             shown = "-" if summary.score is None else f"{summary.score:6.1f}"
