@@ -24,7 +24,9 @@ class Efficiency:
     ``kv_bytes``: the cache measured after prefill over the compressed tokens, bytes; ``kv_bytes_full``: the same
     tokens' uncompressed cache, bytes; ``kept_fraction``: kv_bytes / kv_bytes_full, or the logical fraction for
     methods that mask without freeing (then ``physical`` is False); ``query_aware``: the press saw the question;
-    ``peak_memory_bytes``: the accelerator's (or process's) peak during the generation; ``prefill_s``: seconds.
+    ``peak_memory_bytes``: the accelerator's (or process's) peak during the generation; ``prefill_s``: seconds;
+    ``kv_bytes_after_turns``: in the shared-context mode, the cache held once the last turn was answered (the
+    compressed context plus every turn's question and reply), bytes; None for one question.
     """
 
     kv_bytes: int | None = None
@@ -34,6 +36,7 @@ class Efficiency:
     query_aware: bool = False
     peak_memory_bytes: int | None = None
     prefill_s: float | None = None
+    kv_bytes_after_turns: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +61,7 @@ class Efficiency:
             values = [getattr(m, name) for m in measured if getattr(m, name) is not None]
             return fmean(values) if values else None
 
-        kv_bytes, full = mean("kv_bytes"), mean("kv_bytes_full")
+        kv_bytes, full, after = mean("kv_bytes"), mean("kv_bytes_full"), mean("kv_bytes_after_turns")
         peaks = [m.peak_memory_bytes for m in measured if m.peak_memory_bytes is not None]
         return cls(
             kv_bytes=round(kv_bytes) if kv_bytes is not None else None,
@@ -68,4 +71,5 @@ class Efficiency:
             query_aware=any(m.query_aware for m in measured),
             peak_memory_bytes=max(peaks) if peaks else None,
             prefill_s=mean("prefill_s"),
+            kv_bytes_after_turns=round(after) if after is not None else None,
         )
