@@ -101,6 +101,23 @@ def test_a_conversation_marks_only_the_first_turns_context_as_compressible() -> 
     assert [t.compress_until for t in conversation.turns[1:]] == [None, None]
 
 
+def test_a_mixed_context_asks_retrieval_tracing_and_aggregation_in_turn_and_never_repeats_a_question() -> None:
+    sample = generate_sample(seed=5, task_key="mix", task_type="mixed_shared_context", params={"turns": 6},
+                             length=900, index=2, counter=bpe_counter())
+    turns = [sample.at_turn(t) for t in range(1, 7)]
+    assert [t.metadata["kind"] for t in turns] == ["retrieval", "tracing", "aggregation"] * 2
+    assert len({t.question for t in turns}) == 6
+    retrieved = [t.answers[0] for t in turns if t.metadata["kind"] == "retrieval"]
+    assert len(set(retrieved)) == 2 and all(f"is: {v}." in sample.context for v in retrieved)
+    eldest = [t.answers[0] for t in turns if t.metadata["kind"] == "tracing"]
+    assert len(set(eldest)) == 2 and all(name in sample.context for name in eldest)
+    words, numbers = (t.answers for t in turns if t.metadata["kind"] == "aggregation")
+    assert len(words) == len(numbers) == 4 and all(f"for {w} is:" in sample.context for w in words)
+    assert set(retrieved) < set(numbers)
+    with pytest.raises(SpecError, match="at most 6"):
+        validate_task("mixed_shared_context", {"turns": 7})
+
+
 def test_more_turns_than_needles_is_refused_naming_the_parameter() -> None:
     with pytest.raises(SpecError) as refused:
         validate_task("niah_multikey", {**SHARED, "turns": 5})

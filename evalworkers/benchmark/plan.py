@@ -11,7 +11,7 @@ from .rng import Rng
 from .sizing import BuiltContext
 from .tokens import TokenCounter
 
-CATEGORIES = ("retrieval", "tracing", "aggregation", "qa")
+CATEGORIES = ("retrieval", "tracing", "aggregation", "qa", "mixed")
 METRICS = ("string_match_all", "string_match_part")
 # RULER's depth grid: np.round(np.linspace(0, 100, 40)); no value is a .5 tie, so round() agrees with numpy.
 DEPTH_GRID: tuple[int, ...] = tuple(round(i * 100 / 39) for i in range(40))

@@ -7,9 +7,9 @@ from typing import Any
 from .errors import SpecError
 from .params import clean_params
 from .plan import TaskType
-from .tasks import aggregation, niah, qa, tracing
+from .tasks import aggregation, mixed, niah, qa, tracing
 
-TASK_TYPES: dict[str, TaskType] = {t.name: t for mod in (niah, tracing, aggregation, qa) for t in mod.TASKS}
+TASK_TYPES: dict[str, TaskType] = {t.name: t for mod in (niah, tracing, aggregation, qa, mixed) for t in mod.TASKS}
 
 
 def get_task_type(task_type: Any) -> TaskType:

@@ -25,6 +25,7 @@ class TaskCategory(models.TextChoices):
     TRACING = "tracing", "Multi-hop tracing"
     AGGREGATION = "aggregation", "Aggregation"
     QA = "qa", "Question answering"
+    MIXED = "mixed", "Mixed kinds over one context"
 
 
 class VersionOrigin(models.TextChoices):

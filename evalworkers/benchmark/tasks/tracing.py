@@ -174,11 +174,11 @@ def plan_ancestral_trace(ctx: TaskContext) -> Plan:
     for f in range(1, turns_of(p)):
         first = gens + (f - 1) * p["distractor_generations"]
         chain = names[first : first + p["distractor_generations"]]
-        followups.append(Turn(_ancestor_question(chain[-1]), ANCESTOR_PREFIX, [chain[0]],
+        followups.append(Turn(ancestor_question(chain[-1]), ANCESTOR_PREFIX, [chain[0]],
                               metadata={"person": chain[-1], "chain": chain}))
     return Plan(
         "The following text mentions several families. Pay close attention to who is the parent of whom.",
-        _ancestor_question(youngest),
+        ancestor_question(youngest),
         ANCESTOR_PREFIX,
         [eldest],
         builder,
@@ -191,7 +191,7 @@ def plan_ancestral_trace(ctx: TaskContext) -> Plan:
 ANCESTOR_PREFIX = "Answer: The eldest traceable ancestor is"
 
 
-def _ancestor_question(person: str) -> str:
+def ancestor_question(person: str) -> str:
     return (f"Question: Based on the family relationships in the text above, who is the eldest ancestor of {person} "
             "that can be traced? Give only the name.")
 
