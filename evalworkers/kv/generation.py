@@ -9,7 +9,6 @@ so a 100% budget reproduces the uncompressed model token for token.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -182,21 +181,19 @@ class TurnGeneration:
 
 def _way_back(cache: Any) -> Callable[[], None]:
     """Undo what is appended to ``cache`` from now on (an answer's tokens, so that the next turn's history holds the
-    expected reply instead). Plain caches are cut back per layer to their present lengths (layers may differ after
-    a press such as PyramidKV), as kvpress's pipeline does between its questions; a quantized cache, whose packed
-    part cannot be cut, is restored from a copy."""
-    if isinstance(cache, QuantizedCache):
-        saved = copy.deepcopy(cache.layers)
+    expected reply instead). Cache layers grow by replacing their tensors (``torch.cat``, a fresh quantization),
+    never by writing into them, so the layers' attributes as they are now (references, no copies) are the way back,
+    for plain and quantized caches alike; kvpress's pipeline cuts plain caches back to their lengths instead."""
+    saved = [dict(vars(layer)) for layer in cache.layers]
+    length = cache.get_seq_length()
 
-        def restore() -> None:
-            cache.layers = copy.deepcopy(saved)
-        return restore
-    lengths = [layer.keys.shape[-2] for layer in cache.layers]
-
-    def cut() -> None:
-        for layer, n in zip(cache.layers, lengths, strict=True):
-            layer.keys, layer.values = layer.keys[:, :, :n], layer.values[:, :, :n]
-    return cut
+    def restore() -> None:
+        for layer, state in zip(cache.layers, saved, strict=True):
+            layer.__dict__.clear()
+            layer.__dict__.update(state)
+        if cache.get_seq_length() != length:  # a layer wrote into its tensors after all: never answer from it
+            raise RuntimeError(f"the KV cache did not return to {length} tokens after an answer")
+    return restore
 
 
 def _decode(model: Any, cache: Any, out: Any, position: int, max_new_tokens: int, stop: set[int],
