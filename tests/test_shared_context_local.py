@@ -13,9 +13,10 @@ from django.urls import reverse
 
 from evalworkers import prompt_sizing, runner, targets
 from evalworkers.backends import GenerationRequest
-from evalworkers.backends.local import LocalModelConfig, load
-from evalworkers.benchmark import validate_task
-from evalworkers.evaluation import outcome_of
+from evalworkers.backends.conversation import converse
+from evalworkers.backends.local import LocalBackend, LocalModelConfig, load
+from evalworkers.benchmark import HFTokenCounter, validate_task
+from evalworkers.evaluation import CellSpec, outcome_of
 from evalworkers.targets import GridPoint
 from leaderboard import versioning
 from leaderboard.models import Cell, CellStatus, ModelKind, SampleResult, Submission, SubmissionStatus
@@ -118,3 +119,20 @@ def test_a_turn_taken_out_is_answered_again_alike_and_the_other_turns_are_not_re
     assert after[(0, 2)][1] == lost.prediction  # the same conversation, so the same answer
     assert after[(0, 2)][0] != lost.pk
     assert {k: v for k, v in after.items() if k != (0, 2)} == {k: v for k, v in kept.items() if k != (0, 2)}
+
+
+@pytest.mark.parametrize(("method", "budget"), [("tova", 0.5), ("kv_quant", 0.25)])
+def test_answers_leave_nothing_behind_in_a_plain_or_quantized_cache(reference, method: str, budget: float) -> None:
+    spec = CellSpec(seed=11, task_key="sc_niah", task_type="niah_multikey",
+                    params=validate_task("niah_multikey", SHARED), length=512, max_new_tokens=12, samples=1)
+    backend = LocalBackend(reference, method, budget, query_aware=True)
+    sample = spec.sample(0, HFTokenCounter(reference.tokenizer))
+    results: dict[frozenset[int], dict] = {}
+    for needed in (frozenset({1, 2, 3}), frozenset({3})):
+        results[needed] = got = {}
+        converse(backend, spec.conversation(sample, set(needed)), got.__setitem__)
+        assert set(got) == needed and all(r.error is None for r in got.values())
+    every, last_only = results[frozenset({1, 2, 3})][3], results[frozenset({3})][3]
+    # Whether turns 1 and 2 were answered or only read, turn 3 finds the same cache: each answer was taken out.
+    assert every.efficiency.kv_bytes_after_turns == last_only.efficiency.kv_bytes_after_turns
+    assert every.text == last_only.text and every.prompt_tokens == last_only.prompt_tokens
