@@ -21,6 +21,7 @@ from django.utils import timezone
 from evalworkers import recovery, runner
 from evalworkers.benchmark import SpecError, generate_sample, validate_task
 from evalworkers.evaluation import CellSpec
+from leaderboard import charts, shared_context
 from leaderboard.models import Cell, CellStatus, SampleResult, Submission, SubmissionStatus
 from tests.benchmark_helpers import bpe_counter
 from tests.conftest import ROOT, child_env, wait_for
@@ -162,7 +163,31 @@ def test_an_endpoint_answers_each_turn_as_a_chat_request_and_its_prefix_reuse_sh
     page = client.get(reverse("leaderboard:model", args=[sub.pk])).content.decode()
     assert "One context, many questions" in page and "Turn 2 / turn 1" in page
     assert f"{ratio:.2f}" in page and "measured" in page
-    assert "100.0 → 100.0" in page
+    assert "100.0 → 100.0" in page and "Score by turn, one context read once" in page
+
+
+def test_the_drop_per_method_is_the_first_turns_mean_minus_the_later_turns_full_cache_first() -> None:
+    cells = [
+        {"method": "snapkv", "budget": 0.5, "length": 512, "first_turn_score": 80.0, "later_turns_score": 40.0,
+         "kv_bytes": 50, "kv_bytes_after_turns": 70},
+        {"method": "snapkv", "budget": 0.5, "length": 1024, "first_turn_score": 60.0, "later_turns_score": None,
+         "kv_bytes": 150, "kv_bytes_after_turns": None},
+        {"method": "full", "budget": 1.0, "length": 512, "first_turn_score": 90.0, "later_turns_score": 90.0,
+         "kv_bytes": 100, "kv_bytes_after_turns": 140},
+    ]
+    turn_rows = [{"method": "snapkv", "budget": 0.5, "turn": t, "score": s} for t, s in ((1, 80.0), (2, 50.0),
+                                                                                          (2, 30.0), (3, None))]
+    drops = shared_context.turn_drops(cells, turn_rows, [512, 1024])
+    assert [(d.method, d.budget) for d in drops] == [("full", 1.0), ("snapkv", 0.5)]
+    snap = drops[1]
+    assert [(x.length, x.first, x.later, x.drop) for x in snap.lengths] == [(512, 80.0, 40.0, 40.0),
+                                                                            (1024, 60.0, None, None)]
+    assert (snap.first, snap.later, snap.drop) == (70.0, 40.0, 30.0)  # a length without later turns counts once
+    assert (snap.kv_bytes, snap.kv_bytes_after_turns) == (100.0, 70.0)
+    assert snap.scores_by_turn == {1: 80.0, 2: 40.0}
+    figure = charts.turn_figure([{"label": d.label, "scores_by_turn": d.scores_by_turn} for d in drops])
+    assert [list(trace.x) for trace in figure.data] == [[1, 2], [1, 2]]
+    assert list(figure.data[1].y) == [80.0, 40.0] and list(figure.data[0].y) == [None, None]
 
 
 # --- a worker killed mid-conversation -----------------------------------------------------------------------------
