@@ -27,6 +27,8 @@ class Efficiency:
     ``peak_memory_bytes``: the accelerator's (or process's) peak during the generation; ``prefill_s``: seconds;
     ``kv_bytes_end``: the cache measured once decoding ended (prefill plus every generated token), bytes: what a
     long reply adds to the cache, which no press compresses.
+    ``kv_bytes_after_turns``: in the shared-context mode, the cache held once the last turn was answered (the
+    compressed context plus every turn's question and reply), bytes; None for one question.
     """
 
     kv_bytes: int | None = None
@@ -37,6 +39,7 @@ class Efficiency:
     peak_memory_bytes: int | None = None
     prefill_s: float | None = None
     kv_bytes_end: int | None = None
+    kv_bytes_after_turns: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +64,8 @@ class Efficiency:
             values = [getattr(m, name) for m in measured if getattr(m, name) is not None]
             return fmean(values) if values else None
 
-        kv_bytes, full, end = mean("kv_bytes"), mean("kv_bytes_full"), mean("kv_bytes_end")
+        kv_bytes, full = mean("kv_bytes"), mean("kv_bytes_full")
+        end, after = mean("kv_bytes_end"), mean("kv_bytes_after_turns")
         peaks = [m.peak_memory_bytes for m in measured if m.peak_memory_bytes is not None]
         return cls(
             kv_bytes=round(kv_bytes) if kv_bytes is not None else None,
@@ -72,4 +76,5 @@ class Efficiency:
             peak_memory_bytes=max(peaks) if peaks else None,
             prefill_s=mean("prefill_s"),
             kv_bytes_end=round(end) if end is not None else None,
+            kv_bytes_after_turns=round(after) if after is not None else None,
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalworkers.backends import Backend, CircuitBreaker, GenerationRequest, GenerationResult, generate_many
+from evalworkers.backends.conversation import Conversation, converse
 from evalworkers.benchmark import (
     AnswerOutcome,
     RenderOptions,
@@ -20,6 +21,7 @@ from evalworkers.benchmark import (
     TokenCounter,
     extract_answer,
     generate_sample,
+    turns_of,
 )
 from evalworkers.benchmark.scoring import score_detail
 from evalworkers.efficiency import Efficiency
@@ -46,6 +48,11 @@ class CellSpec:
                                params=self.params, length=self.length, index=index, counter=counter,
                                max_new_tokens=self.max_new_tokens, options=self.options)
 
+    @property
+    def turns(self) -> int:
+        """Questions per context: 1, or more in the shared-context mode (the task's ``turns`` parameter)."""
+        return turns_of(self.params)
+
     def request(self, sample: Sample) -> GenerationRequest:
         context_end = len(sample.instruction) + len(sample.separators[0]) + len(sample.context)
         if self.api_mode == "completions":
@@ -54,6 +61,16 @@ class CellSpec:
                                      compress_until=head + context_end)
         return GenerationRequest(messages=sample.as_messages(), max_new_tokens=sample.max_new_tokens,
                                  compress_until=context_end)
+
+    def conversation(self, sample: Sample, needed: set[int]) -> Conversation:
+        """The sample's turns as one conversation (``Sample.conversation_messages``/``conversation_prompt``), the
+        context marked compressible in the first; ``needed``: the turns (1-based) still to answer."""
+        first = self.request(sample.at_turn(1))
+        later = [GenerationRequest(prompt=sample.conversation_prompt(turn), max_new_tokens=sample.max_new_tokens)
+                 if self.api_mode == "completions" else
+                 GenerationRequest(messages=sample.conversation_messages(turn), max_new_tokens=sample.max_new_tokens)
+                 for turn in range(2, sample.turns + 1)]
+        return Conversation(turns=(first, *later), needed=frozenset(needed))
 
 
 REASONING_EXCERPT_CHARS = 400
@@ -88,6 +105,7 @@ class SampleOutcome:
     efficiency: Efficiency | None = None
     out_of_memory: bool = False
     reached_bytes: int | None = None
+    turn: int = 1  # which question about the sample's context (shared-context mode; 1 otherwise)
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,7 @@ class StoredSample:
     reasoning_chars: int
     efficiency: Efficiency | None
     output_tokens: int | None = None
+    turn: int = 1
 
 
 @dataclass(frozen=True)
@@ -129,10 +148,39 @@ class CellSummary:
     reasoning_chars_mean: float | None = None
     efficiency: Efficiency | None = None  # a local model's KV figures (``Efficiency.of_cell``); None elsewhere
     output_tokens_mean: float | None = None  # reply tokens as the backend counted them, over scored samples
+    by_turn: TurnSummary | None = None  # the shared-context mode's figures by turn; None for one question
 
     @property
     def finish_reasons(self) -> dict[str, int]:
         return {"stop": self.finish_stop, "length": self.finish_length, "other": self.finish_other}
+
+
+@dataclass(frozen=True)
+class TurnSummary:
+    """A shared-context cell's figures by turn: mean score (0-100) on the first question and on the later ones,
+    and the mean time to first token (seconds, as the backend measured it) of turns 1 and 2, whose ratio shows
+    whether a server reused the cached conversation. None where nothing was scored or measured."""
+
+    first_turn_score: float | None
+    later_turns_score: float | None
+    first_turn_ttft_s: float | None
+    second_turn_ttft_s: float | None
+
+    @classmethod
+    def of(cls, outcomes: Sequence[SampleOutcome | StoredSample]) -> TurnSummary | None:
+        """None when every outcome is a first turn (one question per context)."""
+        if all(o.turn == 1 for o in outcomes):
+            return None
+
+        def mean(values: list[float]) -> float | None:
+            return sum(values) / len(values) if values else None
+
+        return cls(
+            first_turn_score=mean([o.score for o in outcomes if o.turn == 1 and o.score is not None]),
+            later_turns_score=mean([o.score for o in outcomes if o.turn > 1 and o.score is not None]),
+            first_turn_ttft_s=mean([o.ttft_s for o in outcomes if o.turn == 1 and o.ttft_s is not None]),
+            second_turn_ttft_s=mean([o.ttft_s for o in outcomes if o.turn == 2 and o.ttft_s is not None]),
+        )
 
 
 EXCERPT_BEFORE, EXCERPT_AFTER = 200, 300
@@ -149,10 +197,10 @@ def excerpt(sample: Sample) -> str:
     return sample.context[max(0, at - EXCERPT_BEFORE):at + EXCERPT_AFTER]
 
 
-def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOutcome:
-    """Extract the final answer (``answers.extract_answer``), then score only that. A long-output metric's
-    figures (per-question scores and where each answer sits, row precision and recall, word counts) are kept in
-    the metadata under ``scoring``."""
+def outcome_of(index: int, sample: Sample, result: GenerationResult, turn: int = 1) -> SampleOutcome:
+    """Extract the final answer (``answers.extract_answer``), then score only that; ``sample`` as ``turn`` asks it
+    (``Sample.at_turn``). A long-output metric's figures (per-question scores and where each answer sits, row
+    precision and recall, word counts) are kept in the metadata under ``scoring``."""
     failed = result.error is not None
     found = extract_answer(None if result.content_null else result.text, reasoning_field=result.reasoning,
                            reasoning_field_name=result.reasoning_field, finish_reason=result.finish_reason,
@@ -175,7 +223,7 @@ def outcome_of(index: int, sample: Sample, result: GenerationResult) -> SampleOu
         answer_outcome=found.outcome.value, answer_found_by=found.found_by[:64],
         reasoning_chars=found.reasoning_chars, reasoning_tokens=result.reasoning_tokens,
         decode_tokens_per_s=result.decode_tokens_per_s, efficiency=result.efficiency,
-        out_of_memory=result.out_of_memory, reached_bytes=result.reached_bytes,
+        out_of_memory=result.out_of_memory, reached_bytes=result.reached_bytes, turn=turn,
     )
 
 
@@ -212,6 +260,56 @@ def evaluate_samples(spec: CellSpec, backend: Backend, counter: TokenCounter, in
     builders = [functools.partial(build, position) for position in range(len(indices))]
     generate_many(backend, builders, concurrency=concurrency, breaker=breaker, on_result=collect, stop=stop)
     return sorted(outcomes, key=lambda o: o.index)
+
+
+def evaluate_conversations(spec: CellSpec, backend: Backend, counter: TokenCounter, todo: dict[int, set[int]], *,
+                           breaker: CircuitBreaker | None = None, stop: threading.Event | None = None,
+                           on_outcome: Callable[[SampleOutcome], None] | None = None,
+                           observe: Callable[[Sample, int | None], None] | None = None) -> list[SampleOutcome]:
+    """The shared-context mode: for each sample index in ``todo`` (in order), its context asked its turns as one
+    conversation (``Conversation``), answering only the turns (1-based) listed for it; one outcome per answered
+    turn, each to ``on_outcome`` as it comes. Conversations run one after another, so that a server's time to first
+    token per turn is its own and not another conversation's. ``observe`` sees the first turn's prompt tokens."""
+    outcomes: list[SampleOutcome] = []
+    for index in sorted(todo):
+        if (stop is not None and stop.is_set()) or (breaker is not None and breaker.is_open):
+            break
+        sample = spec.sample(index, counter)
+
+        def on_turn(turn: int, result: GenerationResult, sample: Sample = sample, index: int = index) -> None:
+            if turn == 1 and observe is not None:
+                observe(sample, result.prompt_tokens)
+            outcome = outcome_of(index, sample.at_turn(turn), result, turn)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        converse(backend, spec.conversation(sample, todo[index]), on_turn, breaker=breaker, stop=stop)
+    return sorted(outcomes, key=lambda o: (o.index, o.turn))
+
+
+def evaluate_cell(spec: CellSpec, backend: Backend, counter: TokenCounter, stored: set[tuple[int, int]], *,
+                  concurrency: int = 8, breaker: CircuitBreaker | None = None, stop: threading.Event | None = None,
+                  on_outcome: Callable[[SampleOutcome], None] | None = None,
+                  observe: Callable[[Sample, int | None], None] | None = None) -> list[SampleOutcome]:
+    """A cell's samples not yet ``stored`` ((index, turn) pairs): one question per sample (``evaluate_samples``),
+    or in the shared-context mode each sample's missing turns (``evaluate_conversations``)."""
+    todo = {index: {turn for turn in range(1, spec.turns + 1) if (index, turn) not in stored}
+            for index in range(spec.samples)}
+    todo = {index: turns for index, turns in todo.items() if turns}
+    if spec.turns == 1:
+        return evaluate_samples(spec, backend, counter, sorted(todo), concurrency=concurrency, breaker=breaker,
+                                stop=stop, on_outcome=on_outcome, observe=observe)
+    if todo:
+        spec.sample(min(todo), counter)  # a spec that cannot build samples fails here, before any request
+    return evaluate_conversations(spec, backend, counter, todo, breaker=breaker, stop=stop, on_outcome=on_outcome,
+                                  observe=observe)
+
+
+def first_missing(spec: CellSpec, stored: set[tuple[int, int]]) -> int | None:
+    """The first sample index with a turn not yet stored (None: the cell is complete)."""
+    return next((index for index in range(spec.samples)
+                 if any((index, turn) not in stored for turn in range(1, spec.turns + 1))), None)
 
 
 def finish_kind(finish_reason: str | None) -> str:
@@ -253,4 +351,5 @@ def summarize(outcomes: Sequence[SampleOutcome | StoredSample]) -> CellSummary:
         reasoning_chars_mean=sum(reasoned) / len(answered) if reasoned else None,
         efficiency=Efficiency.of_cell([o.efficiency for o in outcomes if o.efficiency is not None]),
         output_tokens_mean=sum(written) / len(written) if written else None,
+        by_turn=TurnSummary.of(outcomes),
     )

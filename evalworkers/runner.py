@@ -23,7 +23,15 @@ from evalworkers import prompt_sizing, targets
 from evalworkers.backends import CircuitBreaker
 from evalworkers.benchmark import SpecError
 from evalworkers.efficiency import Efficiency
-from evalworkers.evaluation import CellSummary, SampleOutcome, StoredSample, evaluate_samples, summarize
+from evalworkers.evaluation import (
+    CellSummary,
+    SampleOutcome,
+    StoredSample,
+    TurnSummary,
+    evaluate_cell,
+    first_missing,
+    summarize,
+)
 from evalworkers.liveness import Lease
 from evalworkers.storable import storable_outcome
 from evalworkers.targets import GridPoint, Preflight, SubmissionNotRunnable
@@ -40,6 +48,7 @@ from leaderboard.models import (
 )
 
 EFFICIENCY_FIELDS = tuple(f.name for f in dataclasses.fields(Efficiency))
+TURN_FIELDS = tuple(f.name for f in dataclasses.fields(TurnSummary))
 log = logging.getLogger(__name__)
 FLUSH_EVERY_S = 0.5  # results are written, and cancellation checked, at least this often...
 FLUSH_EVERY_SAMPLES = 128  # ...or every this many samples
@@ -75,15 +84,16 @@ def _claim_submission(sub_id: int) -> Submission | None:
 
 
 def expand_grid(sub: Submission, points: list[GridPoint]) -> None:
-    """One cell per task, length and grid point; idempotent (a re-delivered start adds nothing)."""
+    """One cell per task, length and grid point; idempotent (a re-delivered start adds nothing). A cell's
+    ``samples_total`` counts answers: samples times the task's turns (shared-context mode)."""
     cells = [
         Cell(submission=sub, task=task, length=length, method=point.method, budget=point.budget,
-             samples_total=sub.version.samples_per_cell)
+             samples_total=sub.version.samples_per_cell * task.turns)
         for task in sub.version.tasks.all() for length in sub.version.lengths for point in points
     ]
     Cell.objects.bulk_create(cells, ignore_conflicts=True)
     Submission.objects.filter(pk=sub.pk).update(
-        cells_total=len(cells), samples_total=len(cells) * sub.version.samples_per_cell
+        cells_total=len(cells), samples_total=sum(cell.samples_total for cell in cells)
     )
 
 
@@ -125,9 +135,9 @@ def _store(cell: Cell, outcomes: list[SampleOutcome]) -> None:
             prompt_tokens=o.prompt_tokens, output_tokens=o.output_tokens, latency_s=o.latency_s, ttft_s=o.ttft_s,
             finish_reason=o.finish_reason, answer_outcome=o.answer_outcome, answer_found_by=o.answer_found_by,
             reasoning_chars=o.reasoning_chars, reasoning_tokens=o.reasoning_tokens,
-            decode_tokens_per_s=o.decode_tokens_per_s, metadata=_stored_metadata(o),
+            decode_tokens_per_s=o.decode_tokens_per_s, metadata=_stored_metadata(o), turn=o.turn,
         ) for o in outcomes],
-        update_conflicts=True, unique_fields=["cell", "index"],
+        update_conflicts=True, unique_fields=["cell", "index", "turn"],
         update_fields=["prediction", "expected", "score", "error", "prompt_tokens", "output_tokens", "latency_s",
                        "ttft_s", "finish_reason", "answer_outcome", "answer_found_by", "reasoning_chars",
                        "reasoning_tokens", "decode_tokens_per_s", "metadata"],
@@ -210,8 +220,7 @@ def run_cell(cell_id: int, worker: str = "") -> None:
         return
     breaker = CircuitBreaker(threshold=settings.EVAL_BREAKER_THRESHOLD)
     stop = threading.Event()
-    done = set(cell.samples.values_list("index", flat=True))
-    todo = [i for i in range(cell.samples_total) if i not in done]
+    done = {(index, turn) for index, turn in cell.samples.values_list("index", "turn")}
     progress = {"done": len(done), "errored": cell.samples.filter(score__isnull=True).count(), "flushed": 0.0}
     pending: list[SampleOutcome] = []
 
@@ -249,11 +258,13 @@ def run_cell(cell_id: int, worker: str = "") -> None:
         run = target.cell_run(GridPoint(cell.method, cell.budget))
         with run.backend as backend:
             spec, sizing = target.spec(cell.task, cell.length), run.sizing
-            if todo:
-                spec, sizing = prompt_sizing.calibrate(spec, backend, sizing, todo[0])
+            spec = dataclasses.replace(spec, samples=cell.samples_total // spec.turns)
+            first = first_missing(spec, done)
+            if first is not None:
+                spec, sizing = prompt_sizing.calibrate(spec, backend, sizing, first)
             Cell.objects.filter(pk=cell.pk).update(sizing=sizing.method)
-            evaluate_samples(spec, backend, sizing.counter, todo, concurrency=run.concurrency,
-                             breaker=breaker, stop=stop, on_outcome=on_outcome, observe=sizing.observe)
+            evaluate_cell(spec, backend, sizing.counter, done, concurrency=run.concurrency,
+                          breaker=breaker, stop=stop, on_outcome=on_outcome, observe=sizing.observe)
     except (SubmissionNotRunnable, StoreFailed) as exc:
         error = str(exc)
     except SpecError as exc:
@@ -284,14 +295,14 @@ def _stored_samples(cell: Cell) -> list[StoredSample]:
     """Only the columns the summary reads: predictions, prompts' facts and answers stay in the database."""
     stored = cell.samples.values("score", "error", "metadata__target_prompt_tokens", "prompt_tokens", "ttft_s",
                                  "decode_tokens_per_s", "metadata__efficiency", "finish_reason", "answer_outcome",
-                                 "reasoning_chars", "output_tokens")
+                                 "reasoning_chars", "output_tokens", "turn")
     return [StoredSample(score=row["score"], error=row["error"],
                          target_prompt_tokens=row["metadata__target_prompt_tokens"] or 0,
                          prompt_tokens=row["prompt_tokens"], ttft_s=row["ttft_s"],
                          decode_tokens_per_s=row["decode_tokens_per_s"], finish_reason=row["finish_reason"],
                          answer_outcome=row["answer_outcome"], reasoning_chars=row["reasoning_chars"],
                          efficiency=Efficiency.from_json(row["metadata__efficiency"]),
-                         output_tokens=row["output_tokens"])
+                         output_tokens=row["output_tokens"], turn=row["turn"])
             for row in stored]
 
 
@@ -312,6 +323,9 @@ def record_summary(cell: Cell, summary: CellSummary) -> None:
     if summary.efficiency is not None:  # measured by a local model; endpoints leave these columns empty
         for name in EFFICIENCY_FIELDS:
             setattr(cell, name, getattr(summary.efficiency, name))
+    if summary.by_turn is not None:  # the shared-context mode; one question per context leaves these empty
+        for name in TURN_FIELDS:
+            setattr(cell, name, getattr(summary.by_turn, name))
 
 
 def finish_cell(cell_id: int, *, lease: Lease, error: str = "", cancelled: bool = False, oom: str = "") -> None:

@@ -137,7 +137,10 @@ def submission(request: HttpRequest, submission_id: int) -> JsonResponse:
                    "decode_tokens_per_s": c.decode_tokens_per_s, "finish_reasons": c.finish_reasons,
                    "no_final_answer": c.no_final_answer, "reasoning_chars_mean": c.reasoning_chars_mean,
                    "output_tokens": c.task.output_tokens, "output_tokens_mean": c.output_tokens_mean,
-                   "kv_bytes_end": c.kv_bytes_end}
+                   "kv_bytes_end": c.kv_bytes_end,
+                   "turns": c.task.turns, "first_turn_score": c.first_turn_score,
+                   "later_turns_score": c.later_turns_score, "kv_bytes_after_turns": c.kv_bytes_after_turns,
+                   "first_turn_ttft_s": c.first_turn_ttft_s, "second_turn_ttft_s": c.second_turn_ttft_s}
                   for c in cells],
         "request_options": sub.request_options, "dialect": sub.dialect,
         "leaderboard_rows": list(LeaderboardRow.objects.filter(submission=sub).values(
@@ -182,11 +185,11 @@ def samples_csv(request: HttpRequest, submission_id: int) -> HttpResponse:
     sub = get_object_or_404(Submission, pk=submission_id)
     if sub.visibility == Visibility.HIDDEN or (sub.status != SubmissionStatus.COMPLETED and not request.user.is_staff):
         raise Http404("No public results for this submission.")
-    header = ["task", "length", "method", "budget", "index", "score", "error", "expected", "prediction",
+    header = ["task", "length", "method", "budget", "index", "turn", "score", "error", "expected", "prediction",
               "answer_outcome", "answer_found_by", "finish_reason", "reasoning_chars", "reasoning_tokens",
               "prompt_tokens", "output_tokens", "latency_s", "depth_percent"]
     rows = ([_cell(v) for v in (
-        s.cell.task.key, s.cell.length, s.cell.method, s.cell.budget, s.index, s.score, s.error,
+        s.cell.task.key, s.cell.length, s.cell.method, s.cell.budget, s.index, s.turn, s.score, s.error,
         " | ".join(map(str, s.expected)), s.prediction, s.answer_outcome, s.answer_found_by, s.finish_reason,
         s.reasoning_chars, s.reasoning_tokens, s.prompt_tokens, s.output_tokens, s.latency_s,
         (s.metadata or {}).get("depth_percent"))] for s in samples.browse(sub).iterator(chunk_size=2000))

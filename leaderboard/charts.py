@@ -508,3 +508,26 @@ def position_heatmap_figure(samples: Sequence[Mapping[str, Any]], outputs: Seque
     fig.update_yaxes(title_text="Question's place in the list (first to last)", type="category",
                      autorange="reversed", showgrid=False)
     return _style(fig, "Many answers in one reply: score by the question's place", 460, legend=False)
+
+
+# --- shared context: score by turn ---------------------------------------------------------------------------------
+
+def turn_figure(lines: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Score by turn in the shared-context mode: one line per KV method and budget (``label``), over the turns
+    (``scores_by_turn``: turn -> mean score 0-100 over the tasks and lengths), so a method that kept what the
+    first question needed and dropped the rest falls after turn 1."""
+    turns = sorted({int(t) for line in lines for t in (line.get("scores_by_turn") or {})})
+    if not lines or not turns:
+        return empty_figure("No turns scored yet.")
+    fig = go.Figure()
+    for index, line in enumerate(lines):
+        scores = {int(t): v for t, v in (line.get("scores_by_turn") or {}).items()}
+        fig.add_trace(go.Scatter(
+            x=turns, y=[_score(scores.get(t)) for t in turns], name=str(line.get("label", "")), mode="lines+markers",
+            connectgaps=False, cliponaxis=False, line={"color": _color(index), "width": 2.5}, marker={"size": 7},
+            hovertemplate="<b>%{fullData.name}</b><br>Turn %{x}<br>Score: %{y:.1f}<extra></extra>",
+        ))
+    fig.update_xaxes(title_text="Turn (question about the same context)", tickmode="array", tickvals=turns,
+                     showgrid=True)
+    _score_axis(fig)
+    return _style(fig, "Score by turn, one context read once", 420)

@@ -45,7 +45,7 @@ def stored_figures(sub: Submission) -> dict[str, Any]:
 
 def browse(sub: Submission, *, failures_only: bool = False, task: str = "") -> QuerySet[SampleResult]:
     results = SampleResult.objects.filter(cell__submission=sub).select_related("cell__task").order_by(
-        "cell__task__key", "cell__length", "cell__method", "-cell__budget", "index")
+        "cell__task__key", "cell__length", "cell__method", "-cell__budget", "index", "turn")
     if failures_only:
         results = results.filter(Q(score__lt=100) | Q(score__isnull=True))
     if task:

@@ -28,6 +28,7 @@ from leaderboard import (
     progress,
     sample_preview,
     samples,
+    shared_context,
     versioning,
     workers,
 )
@@ -150,6 +151,7 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
     at_length = _chosen_length(request, lengths)
     failures_only = request.GET.get("failures") == "1"
     task_filter = request.GET.get("task", "")
+    shared = shared_context.of(sub, lengths)
     page = Paginator(samples.browse(sub, failures_only=failures_only, task=task_filter), SAMPLES_PER_PAGE).get_page(
         request.GET.get("page"))
     ctx = {
@@ -171,6 +173,7 @@ def _model_detail(request: HttpRequest, sub: Submission) -> HttpResponse:
         "events": sub.events.select_related("actor"), "answers": figures["answers"],
         "elsewhere": crossref.elsewhere(sub),
         **_reply_length_context(sub, rows),
+        "shared": shared, "turn_div": charts.to_div(charts.turn_figure(shared.lines)) if shared else "",
     }
     return render(request, "leaderboard/model.html", ctx)
 

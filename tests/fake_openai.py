@@ -42,7 +42,10 @@ Dialect switches, one per behaviour of a real server family:
 - ``max_model_len``: reported by /v1/models and enforced as vLLM does (400 when prompt + max_tokens exceed it);
 - ``hidden_reasoning_tokens``: reasons for this many tokens without sending the text, as OpenAI's reasoning
   models do: reported in ``usage.completion_tokens_details.reasoning_tokens``, spent from ``max_tokens`` first;
-- ``tokenize``: serve ``POST /tokenize`` in the style of ``vllm``, ``llama.cpp`` or ``tgi`` (None: no route).
+- ``tokenize``: serve ``POST /tokenize`` in the style of ``vllm``, ``llama.cpp`` or ``tgi`` (None: no route);
+- ``prefill_s_per_kchar``: a generation waits this long per 1,000 prompt characters it reads before its first token;
+  with ``prefix_cache`` it reads only what follows the longest prefix it already read in an earlier request (as
+  vLLM's automatic prefix caching and SGLang's radix cache do), so a conversation's later turns start sooner.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import socket
 import threading
@@ -167,6 +171,8 @@ class FakeOpenAI:
         digits_as_tokens: bool = False,
         tokenize: str | None = None,
         hidden_reasoning_tokens: int = 0,
+        prefill_s_per_kchar: float = 0.0,
+        prefix_cache: bool = False,
     ) -> None:
         self.host = host  # any 127.x.y.z address works on Linux; SSRF tests use a second one
         self.models = list(models)
@@ -190,6 +196,9 @@ class FakeOpenAI:
         self.digits_as_tokens = digits_as_tokens
         self.tokenize = tokenize
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
+        self.prefill_s_per_kchar = prefill_s_per_kchar
+        self.prefix_cache = prefix_cache
+        self.cached_prompts: list[str] = []
 
         self.requests: list[RecordedRequest] = []
         self.inflight = 0
@@ -317,6 +326,16 @@ class FakeOpenAI:
         return not self._stopping.wait(seconds) if seconds > 0 else not self._stopping.is_set()
 
     # --- the fake model ---------------------------------------------------------------------------------
+
+    def prefill_s(self, prompt: str) -> float:
+        """Seconds to read ``prompt``: every character, or with ``prefix_cache`` only those after the longest
+        prefix an earlier request read (which it then keeps)."""
+        with self._lock:
+            cached = 0
+            if self.prefix_cache:
+                cached = max((len(os.path.commonprefix([seen, prompt])) for seen in self.cached_prompts), default=0)
+                self.cached_prompts.append(prompt)
+        return (len(prompt) - cached) / 1000 * self.prefill_s_per_kchar
 
     def text_tokens(self, text: str) -> int:
         """This server's tokenizer: characters per token, digits apart when ``digits_as_tokens``."""
@@ -585,6 +604,8 @@ class _Handler(BaseHTTPRequestHandler):
                     record, f"This model's maximum context length is {fake.max_model_len} tokens. However, you "
                             f"requested {asked} tokens ({asked - call.max_tokens} in the messages, {call.max_tokens} "
                             "in the completion). Please reduce the length of the messages or completion.")
+        if fake.prefill_s_per_kchar and not fake.sleep(fake.prefill_s(prompt)):
+            return self._drop()
         reasoning, content, finish = fake.complete_with_reasoning(call)
         text = content or ""
         usage: dict[str, Any] = {

@@ -23,6 +23,7 @@ def test_registry_holds_every_task_type():
         "niah_multikey",
         "niah_multivalue",
         "niah_multiquery",
+        "mixed_shared_context",
         "variable_tracking",
         "ancestral_trace",
         "common_words",

@@ -46,7 +46,7 @@ def test_per_sample_results_download_for_a_completed_submission(client, version)
                                 answer_found_by="field:reasoning_content", reasoning_chars=900, reasoning_tokens=250)
     rows = list(csv.DictReader(io.StringIO(client.get(f"/models/{sub.pk}/samples.csv").getvalue().decode())))
     common = {"task": cell.task.key, "length": str(cell.length), "method": "full", "budget": "1.0", "error": "",
-              "prompt_tokens": "", "output_tokens": "", "latency_s": ""}
+              "prompt_tokens": "", "output_tokens": "", "latency_s": "", "turn": "1"}
     assert rows == [
         {**common, "index": "3", "score": "100.0", "expected": "7", "prediction": "7", "answer_outcome": "answered",
          "answer_found_by": "think", "finish_reason": "stop", "reasoning_chars": "120", "reasoning_tokens": "",

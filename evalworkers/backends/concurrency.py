@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 RequestOrBuilder = GenerationRequest | Callable[[], GenerationRequest]
 
 
-def _generate_one(
+def generate_one(
     backend: Backend,
     request: RequestOrBuilder,
     breaker: CircuitBreaker | None,
@@ -73,7 +73,7 @@ def generate_many(
         max_workers=min(concurrency, len(requests)), thread_name_prefix="generate"
     ) as pool:
         for index, request in enumerate(requests):
-            future = pool.submit(_generate_one, backend, request, breaker, stop)
+            future = pool.submit(generate_one, backend, request, breaker, stop)
             future.add_done_callback(lambda f, i=index: finished.put((i, f)))
         try:
             for _ in range(len(requests)):

@@ -6,6 +6,7 @@ asked for. Loading never reaches a hub when ``offline`` is set: a repo id must a
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from evalworkers.backends import reference
 from evalworkers.backends.base import GenerationRequest, GenerationResult
+from evalworkers.backends.conversation import Conversation, TurnCallback
 from evalworkers.kv.registry import KVPlan, MethodError
 from evalworkers.kv.registry import plan as kv_plan
 
@@ -256,6 +258,59 @@ class LocalBackend:
             attempts=1, finish_reason="stop" if tokens and tokens[-1] in stop else "length",
             efficiency=measured.efficiency,
         )
+
+    def converse(self, conversation: Conversation, on_turn: TurnCallback) -> None:
+        """The conversation over one cache: the first turn's context compressed once under this backend's method
+        and budget, each later turn appended to it (``kv.generation.converse``). Each turn's tokens are what its
+        chat-templated prompt adds to the one before; a template that rewrites earlier turns (so that a prompt does
+        not extend the one before) is refused for every needed turn with a message that says so."""
+        from evalworkers.kv.generation import TurnGeneration, converse
+        from evalworkers.kv.measure import KVOutOfMemory
+
+        started = time.perf_counter()
+        answered: set[int] = set()
+
+        def fail(reason: str, **extra: Any) -> None:
+            for turn in sorted(conversation.needed - answered):
+                on_turn(turn, GenerationResult(error=reason, attempts=1, latency_s=time.perf_counter() - started,
+                                               **extra))
+
+        tokenizer = self.loaded.tokenizer
+        context, first = render(tokenizer, conversation.turns[0])
+        texts = [context + first] + [render(tokenizer, dataclasses.replace(r, compress_until=None))[0]
+                                     for r in conversation.turns[1:]]
+        for turn in range(2, len(texts) + 1):
+            if not texts[turn - 1].startswith(texts[turn - 2]):
+                return fail(f"turn {turn}'s prompt does not extend turn {turn - 1}'s: the model's chat template "
+                            "rewrites earlier turns, so the conversation cannot grow over one cache")
+        context_ids, first_ids = self.encode(context), self.encode(first)
+        later_ids = [self.encode(texts[k][len(texts[k - 1]):]) for k in range(1, len(texts))]
+        last_tokens = context_ids.shape[1] + first_ids.shape[1] + sum(ids.shape[1] for ids in later_ids)
+        window, last_new = self.loaded.context_window, conversation.turns[-1].max_new_tokens
+        if window and last_tokens + last_new > window:
+            return fail(f"the conversation's last prompt of {last_tokens} tokens + {last_new} new tokens exceeds the "
+                        f"model's {window}-token window")
+        stop = set(self.loaded.eos_ids)
+        mark = [started]
+
+        def turn_done(generated: TurnGeneration, measured: Any) -> None:
+            now = time.perf_counter()
+            tokens = generated.tokens
+            text = tokenizer.decode([t for t in tokens if t not in stop], skip_special_tokens=True)
+            answered.add(generated.turn)
+            on_turn(generated.turn, GenerationResult(
+                text=text.strip(), prompt_tokens=generated.prompt_tokens, completion_tokens=len(tokens),
+                latency_s=now - mark[0], ttft_s=generated.ttft_s, decode_tokens_per_s=generated.decode_tokens_per_s,
+                attempts=1, finish_reason="stop" if tokens and tokens[-1] in stop else "length", efficiency=measured))
+            mark[0] = now
+
+        with self._lock:
+            try:
+                converse(self.loaded.model, context_ids, first_ids, later_ids, self.plan, needed=conversation.needed,
+                         max_new_tokens=[r.max_new_tokens for r in conversation.turns], eos_ids=self.loaded.eos_ids,
+                         query_aware=self.query_aware, memory_limit_bytes=self.memory_limit_bytes, on_turn=turn_done)
+            except KVOutOfMemory as exc:
+                fail(f"out of memory: {exc}", out_of_memory=True, reached_bytes=exc.reached)
 
     def close(self) -> None:
         free_memory()

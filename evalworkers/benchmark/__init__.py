@@ -7,6 +7,7 @@ sample for their backend, and ``score`` the prediction.
 from .answers import AnswerOutcome, ExtractedAnswer, extract_answer
 from .errors import SpecError
 from .generate import generate_sample, length_tolerance, min_length
+from .plan import Turn, turns_of
 from .registry import (
     TASK_TYPES,
     category_of,
@@ -29,6 +30,7 @@ __all__ = [
     "Sample",
     "SpecError",
     "TokenCounter",
+    "Turn",
     "category_of",
     "default_max_new_tokens",
     "extract_answer",
@@ -39,6 +41,7 @@ __all__ = [
     "score",
     "string_match_all",
     "string_match_part",
+    "turns_of",
     "validate_task",
     "validate_task_entry",
 ]

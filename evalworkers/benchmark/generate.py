@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import SpecError
-from .plan import Plan, TaskContext
+from .plan import Plan, TaskContext, Turn
 from .registry import default_max_new_tokens, get_task_type, validate_task
 from .rng import Rng, sample_seed
 from .sample import RenderOptions, Sample
@@ -135,12 +135,14 @@ def generate_sample(
             f"it needs at least {need}",
         ) from None
     metadata = {**plan.metadata, **built.metadata, "params": cleaned, "tokenize_passes": passes}
+    followups = tuple(Turn(t.question, "" if options.reasoning else t.answer_prefix, list(t.answers),
+                           t.metric or tt.metric, dict(t.metadata)) for t in plan.followups)
     return Sample(
         task_key=task_key, task_type=task_type, index=index, length=length,
         instruction=plan.instruction, context=built.text, question=plan.question, answer_prefix=answer_prefix,
         separators=plan.separators, answers=list(plan.answers), metric=tt.metric, max_new_tokens=max_new,
         prompt_tokens=total, system_prompt=options.system_prompt, answer_prefill=options.answer_prefill,
-        metadata=metadata,
+        metadata=metadata, followups=followups,
     )
 
 

@@ -7,10 +7,10 @@ from typing import Any
 from .errors import SpecError
 from .params import clean_params
 from .plan import TaskType
-from .tasks import aggregation, association, coreference, generation, niah, qa, threads, tracing
+from .tasks import aggregation, association, coreference, generation, mixed, niah, qa, threads, tracing
 
 TASK_TYPES: dict[str, TaskType] = {
-    t.name: t for mod in (niah, tracing, aggregation, qa, coreference, threads, association, generation)
+    t.name: t for mod in (niah, tracing, aggregation, qa, coreference, threads, association, generation, mixed)
     for t in mod.TASKS
 }
 

@@ -116,6 +116,12 @@ class PeakMemory:
         while not self._stop.wait(self.interval_s):
             self.peak = max(self.peak, _rss() - self.baseline)
 
+    def so_far(self) -> int:
+        """The peak up to now, inside the block (bytes above the starting point)."""
+        if self.device.type == "cuda":
+            return max(torch.cuda.max_memory_allocated(self.device) - self.baseline, 0)
+        return max(self.peak, _rss() - self.baseline, 0)
+
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -77,6 +77,16 @@ class Cell(models.Model):
         null=True, blank=True, help_text="KV cache bytes when decoding ended (prompt plus reply), measured.")
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     prefill_s = models.FloatField(null=True, blank=True)
+    kv_bytes_after_turns = models.BigIntegerField(
+        null=True, blank=True, help_text="Shared-context mode: KV cache bytes after the last turn's answer, measured.")
+    first_turn_score = models.FloatField(
+        null=True, blank=True, help_text="Shared-context mode: mean score 0-100 on each context's first question.")
+    later_turns_score = models.FloatField(
+        null=True, blank=True, help_text="Shared-context mode: mean score 0-100 on the later questions.")
+    first_turn_ttft_s = models.FloatField(
+        null=True, blank=True, help_text="Shared-context mode: mean time to first token of turn 1, measured.")
+    second_turn_ttft_s = models.FloatField(
+        null=True, blank=True, help_text="Shared-context mode: mean time to first token of turn 2, measured.")
     ttft_s = models.FloatField(null=True, blank=True)
     decode_tokens_per_s = models.FloatField(null=True, blank=True)
     output_tokens_mean = models.FloatField(
@@ -145,6 +155,8 @@ class Cell(models.Model):
 class SampleResult(models.Model):
     cell = models.ForeignKey(Cell, on_delete=models.CASCADE, related_name="samples")
     index = models.PositiveIntegerField()
+    turn = models.PositiveSmallIntegerField(
+        default=1, help_text="Which question about the sample's context (shared-context mode); 1 otherwise.")
     prediction = models.TextField(blank=True)
     expected = models.JSONField(default=list)
     score = models.FloatField(null=True, blank=True, help_text="Null when the sample errored (not a wrong answer).")
@@ -167,9 +179,10 @@ class SampleResult(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ("cell", "index")
+        ordering = ("cell", "index", "turn")
         constraints = [
-            models.UniqueConstraint(fields=["cell", "index"], name="sample_unique_per_cell"),
+            models.UniqueConstraint(fields=["cell", "index", "turn"], name="sample_unique_turn_per_cell"),
+            models.CheckConstraint(condition=Q(turn__gte=1), name="sample_turn_from_1"),
             models.CheckConstraint(
                 condition=Q(score__isnull=True) | (Q(score__gte=0) & Q(score__lte=100)), name="sample_score_0_100"
             ),
@@ -181,4 +194,4 @@ class SampleResult(models.Model):
         indexes = [models.Index(fields=["cell", "score"], name="sample_cell_score")]
 
     def __str__(self) -> str:
-        return f"{self.cell} #{self.index}"
+        return f"{self.cell} #{self.index}" + (f" turn {self.turn}" if self.turn > 1 else "")

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from evalworkers.benchmark import RenderOptions, SpecError, category_of, validate_task
+from evalworkers.benchmark import RenderOptions, SpecError, category_of, turns_of, validate_task
 from evalworkers.benchmark.registry import output_tokens_of
 from evalworkers.kv import registry as kv_registry
 
@@ -32,6 +32,7 @@ class TaskCategory(models.TextChoices):
     AGGREGATION = "aggregation", "Aggregation"
     QA = "qa", "Question answering"
     GENERATION = "generation", "Long generation"
+    MIXED = "mixed", "Mixed kinds over one context"
 
 
 class VersionOrigin(models.TextChoices):
@@ -360,6 +361,11 @@ class TaskSpec(models.Model):
         if self._version_is_frozen():
             raise FrozenVersionError(frozen_message(self.version.slug, ["tasks"]))
         return super().delete(*args, **kwargs)
+
+    @property
+    def turns(self) -> int:
+        """Questions asked about each sample's context: 1, or more in the shared-context mode (``params.turns``)."""
+        return turns_of(self.params or {})
 
     def _version_is_frozen(self) -> bool:
         if self.version_id is None:

@@ -8,7 +8,7 @@ from ..errors import SpecError
 from ..haystacks import INSERT_SEPARATOR, line_units, noise_units, prose_units
 from ..lexicon import VALUE_TYPES, distinct_values, random_value
 from ..params import Param
-from ..plan import DEPTH_GRID, Plan, TaskContext, TaskType
+from ..plan import DEPTH_GRID, TURNS, Plan, TaskContext, TaskType, Turn, turns_of
 from ..sizing import HaystackBuilder, Insert, UnitStream
 
 NEEDLE = "One of the special magic {type} for {key} is: {value}."
@@ -88,9 +88,18 @@ def plan_niah(ctx: TaskContext, num_keys: int, num_values: int, num_queries: int
         prefix = f"The special magic {value_type} for {query} mentioned in the provided text are"
     answers = [v for k, v in needles if k in asked]
     builder = HaystackBuilder(ctx.counter, UnitStream(ctx.counter, units), inserts)
+    followups = []
+    if num_values == 1 and num_queries == 1:  # shared-context mode: turn t asks the t-th key, a needle of its own
+        noun = SINGULAR[value_type]
+        followups = [
+            Turn(f"What is the special magic {noun} for {key} mentioned in the provided text?",
+                 f"The special magic {noun} for {key} mentioned in the provided text is", [value],
+                 metadata={"depth_percent": depth_t, "queries": [key]})
+            for (key, value), depth_t in list(zip(needles, depths, strict=True))[1:turns_of(p)]
+        ]
     return Plan(
         instruction, question, prefix, answers, builder,
-        metadata={"depth_percent": depths[0], "haystack": p["haystack"], "queries": asked},
+        metadata={"depth_percent": depths[0], "haystack": p["haystack"], "queries": asked}, followups=followups,
     )
 
 
@@ -101,6 +110,9 @@ def _multikey(ctx: TaskContext) -> Plan:
 def _check_multikey(params: dict[str, Any]) -> None:
     if params["num_keys"] < 2 and params["haystack"] != "needles":
         raise SpecError("params.num_keys", "must be at least 2 unless the haystack is made of needles")
+    if turns_of(params) > params["num_keys"]:
+        raise SpecError("params.turns", f"asks {turns_of(params)} keys in turn but there are only "
+                        f"{params['num_keys']} needles; raise num_keys or lower turns")
 
 
 TASKS = [
@@ -111,9 +123,10 @@ TASKS = [
     ),
     TaskType(
         "niah_multikey", "retrieval", "string_match_all", 128,
-        _schema("prose", num_keys=Param("int", 4, "needles with distinct keys (1 asked)", minimum=1, maximum=32)),
+        _schema("prose", num_keys=Param("int", 4, "needles with distinct keys (1 asked)", minimum=1, maximum=32),
+                turns=TURNS),
         _multikey,
-        "Several needles with different keys; one key is asked, the others distract.",
+        "Several needles with different keys; one key is asked, the others distract (with turns: asked in turn).",
         _check_multikey,
     ),
     TaskType(

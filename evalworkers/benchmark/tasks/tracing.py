@@ -5,10 +5,11 @@ from __future__ import annotations
 import string
 from typing import Any
 
+from ..errors import SpecError
 from ..haystacks import INSERT_SEPARATOR, noise_units, prose_units
 from ..lexicon import words
 from ..params import Param
-from ..plan import Plan, TaskContext, TaskType
+from ..plan import TURNS, Plan, TaskContext, TaskType, Turn, turns_of
 from ..rng import Rng
 from ..sizing import HaystackBuilder, Insert, UnitStream
 from ..templates import RULER, TEMPLATE, V1, template_of
@@ -107,6 +108,10 @@ def plan_variable_tracking(ctx: TaskContext) -> Plan:
     metadata: dict[str, Any] = {"query": query, "haystack": p["haystack"]}
     if template != V1:
         metadata["template"] = template
+    # Shared-context mode: turn t asks for the variables of the t-th chain.
+    followups = [Turn(_vt_question(values[c]), _vt_answer_prefix(hops + 1, values[c]),
+                      names[c * (hops + 1) : (c + 1) * (hops + 1)], metadata={"query": values[c]})
+                 for c in range(1, turns_of(p))]
     return Plan(
         instruction,
         _vt_question(query),
@@ -115,7 +120,14 @@ def plan_variable_tracking(ctx: TaskContext) -> Plan:
         builder,
         separators=("\n\n", "\n"),
         metadata=metadata,
+        followups=followups,
     )
+
+
+def _check_variable_tracking(params: dict[str, Any]) -> None:
+    if turns_of(params) > params["num_chains"]:
+        raise SpecError("params.turns", f"asks {turns_of(params)} chains in turn but there are only "
+                        f"{params['num_chains']}; raise num_chains or lower turns")
 
 
 # Names carry no gender, so the relation is always "parent", phrased in several ways (NeedleBench varies them).
@@ -157,16 +169,37 @@ def plan_ancestral_trace(ctx: TaskContext) -> Plan:
     ]
     youngest, eldest = names[gens - 1], names[0]
     builder = HaystackBuilder(ctx.counter, UnitStream(ctx.counter, _units(ctx, p["haystack"])), inserts)
+    # Shared-context mode: turn t asks about the youngest of the (t-1)-th other family.
+    followups = []
+    for f in range(1, turns_of(p)):
+        first = gens + (f - 1) * p["distractor_generations"]
+        chain = names[first : first + p["distractor_generations"]]
+        followups.append(Turn(ancestor_question(chain[-1]), ANCESTOR_PREFIX, [chain[0]],
+                              metadata={"person": chain[-1], "chain": chain}))
     return Plan(
         "The following text mentions several families. Pay close attention to who is the parent of whom.",
-        f"Question: Based on the family relationships in the text above, who is the eldest ancestor of {youngest} "
-        "that can be traced? Give only the name.",
-        "Answer: The eldest traceable ancestor is",
+        ancestor_question(youngest),
+        ANCESTOR_PREFIX,
         [eldest],
         builder,
         separators=("\n\n", "\n\n"),
         metadata={"person": youngest, "chain": names[:gens], "haystack": p["haystack"]},
+        followups=followups,
     )
+
+
+ANCESTOR_PREFIX = "Answer: The eldest traceable ancestor is"
+
+
+def ancestor_question(person: str) -> str:
+    return (f"Question: Based on the family relationships in the text above, who is the eldest ancestor of {person} "
+            "that can be traced? Give only the name.")
+
+
+def _check_ancestral_trace(params: dict[str, Any]) -> None:
+    if turns_of(params) > 1 + params["num_distractor_families"]:
+        raise SpecError("params.turns", f"asks {turns_of(params)} families in turn but there are only "
+                        f"{1 + params['num_distractor_families']}; raise num_distractor_families or lower turns")
 
 
 HAYSTACK = Param("choice", "noise", "filler text", choices=("noise", "prose"), noun="haystack")
@@ -179,9 +212,11 @@ TASKS = [
             "num_hops": Param("int", 4, "assignments after the first in each chain", minimum=1, maximum=32),
             "haystack": HAYSTACK,
             "template": TEMPLATE,
+            "turns": TURNS,
         },
         plan_variable_tracking,
-        "Chains of VAR X = VAR Y; every variable holding the asked value is expected.",
+        "Chains of VAR X = VAR Y; every variable holding the asked value is expected (with turns: chains in turn).",
+        _check_variable_tracking,
     ),
     TaskType(
         "ancestral_trace", "tracing", "string_match_all", 32,
@@ -190,8 +225,11 @@ TASKS = [
             "num_distractor_families": Param("int", 4, "unrelated chains", minimum=0, maximum=20),
             "distractor_generations": Param("int", 4, "people in each distractor chain", minimum=2, maximum=20),
             "haystack": Param("choice", "prose", "filler text", choices=("noise", "prose"), noun="haystack"),
+            "turns": TURNS,
         },
         plan_ancestral_trace,
-        "Parent-child statements scattered through the text; asks for the eldest ancestor of a person.",
+        "Parent-child statements scattered through the text; asks for the eldest ancestor of a person "
+        "(with turns: one family after another).",
+        _check_ancestral_trace,
     ),
 ]

@@ -13,7 +13,7 @@ from evalworkers import prompt_sizing
 from evalworkers.backends import CircuitBreaker
 from evalworkers.backends.options import OptionsError, describe_allowed, validate_request_options
 from evalworkers.benchmark import CalibratedCounter, min_length
-from evalworkers.evaluation import CellSummary, evaluate_samples, summarize
+from evalworkers.evaluation import CellSummary, evaluate_cell, summarize
 from evalworkers.kv import registry
 from evalworkers.targets import EndpointTarget, GridPoint, LocalTarget, SubmissionNotRunnable, Target
 from evalworkers.targets.endpoint import DEFAULT_CHARS_PER_TOKEN, engine_config
@@ -184,9 +184,8 @@ class Command(BaseCommand):
             raise CommandError(f"--local/--methods: {exc}.") from None
         with run.backend as backend:
             spec, sizing = prompt_sizing.calibrate(target.spec(task, length, samples=limit), backend, run.sizing, 0)
-            outcomes = evaluate_samples(spec, backend, sizing.counter, range(limit), concurrency=run.concurrency,
-                                        breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD),
-                                        observe=sizing.observe)
+            outcomes = evaluate_cell(spec, backend, sizing.counter, set(), concurrency=run.concurrency,
+                                     breaker=CircuitBreaker(settings.EVAL_BREAKER_THRESHOLD), observe=sizing.observe)
         summary = summarize(outcomes)
         oom = any(o.out_of_memory for o in outcomes)
         efficiency = summary.efficiency.as_json() if summary.efficiency else {}
@@ -198,7 +197,8 @@ class Command(BaseCommand):
                 "prompt_token_mismatch": summary.prompt_token_mismatch, "top_error": summary.top_error,
                 "ttft_s": summary.ttft_s, "decode_tokens_per_s": summary.decode_tokens_per_s,
                 "output_tokens": task.output_tokens, "output_tokens_mean": summary.output_tokens_mean,
-                **answer_fields(summary), **efficiency}
+                **answer_fields(summary), **efficiency,
+                **(dataclasses.asdict(summary.by_turn) if summary.by_turn else {})}
         if not as_json:
             shown = "-" if summary.score is None else f"{summary.score:6.1f}"
             kv = cell.get("kv_bytes")
@@ -206,5 +206,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{task.key:<20} {length:>7} tokens  {point.method:<18} {point.budget:>5g}  score {shown}  "
                 f"n={summary.n} errors={summary.errors}  stopped on length={summary.finish_length}{no_answer}"
-                + (f"  kv={kv / 2**20:.1f} MiB" if kv is not None else "") + ("  OOM" if oom else ""))
+                + (f"  kv={kv / 2**20:.1f} MiB" if kv is not None else "") + ("  OOM" if oom else "")
+                + (f"  turn 1 {_figure(summary.by_turn.first_turn_score)} -> later "
+                   f"{_figure(summary.by_turn.later_turns_score)}" if summary.by_turn else ""))
         return cell
+
+
+def _figure(score: float | None) -> str:
+    return "-" if score is None else f"{score:.1f}"
