@@ -354,31 +354,47 @@ def real_rows() -> QuerySet[LeaderboardRow]:
     return LeaderboardRow.objects.exclude(visibility=Visibility.HIDDEN).exclude(organisation=DEMO_ORGANISATION)
 
 
-def landing_stamp() -> tuple[int, object] | None:
-    """The version the front page shows when none is asked for: the default version once it has a real model on
-    it, else the version with the most real models (a reported version on a fresh install), else the default.
-
-    The choice counts rows of every version, so it is kept in the cache until a browsable version's revision,
-    default flag or status changes (one small query), which keeps a warm front page from counting rows."""
+def _browsable_state() -> str:
+    """What the front page's choices depend on besides rows: each browsable version's revision, default flag and
+    status (one small query); a cache key that changes whenever any of them, or any version's rows, change."""
     state = tuple(BenchmarkVersion.objects.browsable().order_by("pk").values_list(
         "pk", "board_revision", "is_default", "status"))
-    key = "landing:" + hashlib.sha256(repr(state).encode()).hexdigest()
+    return hashlib.sha256(repr(state).encode()).hexdigest()
+
+
+def _kept(name: str, state: str, compute: Callable[[], Any]) -> Any:
+    key = f"{name}:{state}"
     kept = cache.get(key)
     if kept is None:
-        kept = (_landing_stamp(),)
+        kept = (compute(),)
         cache.set(key, kept, LANDING_CACHE_SECONDS)
     return kept[0]
 
 
-def _landing_stamp() -> tuple[int, object] | None:
+def real_models_by_version(state: str | None = None) -> dict[int, int]:
+    """{version id: rows of real models on it} over the published and retired versions, kept in the cache until
+    a version's rows or flags change (`_browsable_state`): counting every row is the front page's slowest query."""
+    return _kept("real-rows", state or _browsable_state(), lambda: dict(
+        real_rows().filter(version__status__in=[VersionStatus.PUBLISHED, VersionStatus.RETIRED])
+        .values_list("version_id").annotate(n=Count("pk")).values_list("version_id", "n")))
+
+
+def landing_stamp() -> tuple[int, object] | None:
+    """The version the front page shows when none is asked for: the default version once it has a real model on
+    it, else the version with the most real models (a reported version on a fresh install), else the default.
+    Kept in the cache like `real_models_by_version`, so a warm front page counts no rows."""
+    state = _browsable_state()
+    return _kept("landing", state, lambda: _landing_stamp(real_models_by_version(state)))
+
+
+def _landing_stamp(counts: dict[int, int]) -> tuple[int, object] | None:
     default = version_stamp("")
-    if default is not None and real_rows().filter(version_id=default[0]).exists():
+    if default is not None and counts.get(default[0]):
         return default
-    busiest = (real_rows().filter(version__status__in=[VersionStatus.PUBLISHED, VersionStatus.RETIRED])
-               .values("version_id").annotate(n=Count("pk")).order_by("-n", "version_id").first())
-    if busiest is None:
+    if not counts:
         return default
-    return BenchmarkVersion.objects.filter(pk=busiest["version_id"]).values_list("pk", "board_revision").first()
+    busiest = min(counts, key=lambda version_id: (-counts[version_id], version_id))
+    return BenchmarkVersion.objects.filter(pk=busiest).values_list("pk", "board_revision").first()
 
 
 def visible_rows(version: BenchmarkVersion) -> QuerySet[LeaderboardRow]:

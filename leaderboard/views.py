@@ -7,7 +7,6 @@ from dataclasses import replace
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -84,7 +83,7 @@ def _index(request: HttpRequest, filters: board.BoardFilters, version_id: int) -
 
 def _other_boards(version: BenchmarkVersion) -> list[dict]:
     """The other browsable versions with how many real models each shows, for the front page's links."""
-    counts = dict(board.real_rows().values_list("version_id").annotate(n=Count("pk")).values_list("version_id", "n"))
+    counts = board.real_models_by_version()
     return [{"version": v, "models": counts.get(v.pk, 0)}
             for v in BenchmarkVersion.objects.browsable().exclude(pk=version.pk).order_by("origin", "slug")
             if counts.get(v.pk)]
