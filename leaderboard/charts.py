@@ -406,6 +406,37 @@ def _depth_bin(depth: float) -> int:
     return min(DEPTH_BINS - 1, max(0, int(depth // (100 / DEPTH_BINS))))
 
 
+def _mean_grid(records: list[dict[str, Any]], row: str, row_labels: Sequence[str], column: str,
+               columns: list[int]) -> pd.DataFrame:
+    """Mean ``score`` per (row bin, column) of `records`: rows in `row_labels` order, NaN where none fell."""
+    if records:
+        means = pd.DataFrame.from_records(records).groupby([row, column])["score"].mean().unstack(column)
+    else:
+        means = pd.DataFrame(dtype=float)
+    grid = means.reindex(index=list(row_labels), columns=columns).astype(float)
+    grid.index.name = row
+    grid.columns.name = column
+    return grid
+
+
+def _score_heatmap(grid: pd.DataFrame, empty_message: str, hovertemplate: str, x_title: str, y_title: str,
+                   title: str) -> go.Figure:
+    """A 0-100 score heatmap of a `_mean_grid` (bins down, token counts across), its means written in the cells."""
+    if grid.empty or grid.isna().all().all():
+        return empty_figure(empty_message)
+    z = [[None if pd.isna(v) else float(v) for v in row] for row in grid.to_numpy()]
+    text = [[MISSING if v is None else f"{v:.0f}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[length_label(n) for n in grid.columns], y=list(grid.index), text=text, texttemplate="%{text}",
+        colorscale=SCORE_COLORSCALE, zmin=0, zmax=100, xgap=2, ygap=2, hoverongaps=False,
+        colorbar={"title": {"text": "Score"}, "thickness": 14, "len": 0.9},
+        customdata=[[MISSING if v is None else f"{v:.1f}" for v in row] for row in z], hovertemplate=hovertemplate,
+    ))
+    fig.update_xaxes(title_text=x_title, type="category", showgrid=False)
+    fig.update_yaxes(title_text=y_title, type="category", autorange="reversed", showgrid=False)
+    return _style(fig, title, 460, legend=False)
+
+
 def depth_bin_middle(label: str) -> float:
     """The depth (percent) in the middle of a bin named in DEPTH_BIN_LABELS."""
     return (DEPTH_BIN_LABELS.index(label) + 0.5) * (100 / DEPTH_BINS)
@@ -425,34 +456,15 @@ def depth_grid(samples: Sequence[Mapping[str, Any]], lengths: Sequence[int]) -> 
         if depth is None or score is None or length is None or int(length) not in wanted:
             continue
         records.append({"depth": DEPTH_BIN_LABELS[_depth_bin(depth)], "length": int(length), "score": score})
-    if records:
-        means = pd.DataFrame.from_records(records).groupby(["depth", "length"])["score"].mean().unstack("length")
-    else:
-        means = pd.DataFrame(dtype=float)
-    grid = means.reindex(index=list(DEPTH_BIN_LABELS), columns=columns).astype(float)
-    grid.index.name = "depth"
-    grid.columns.name = "length"
-    return grid
+    return _mean_grid(records, "depth", DEPTH_BIN_LABELS, "length", columns)
 
 
 def depth_heatmap_figure(samples: Sequence[Mapping[str, Any]], lengths: Sequence[int]) -> go.Figure:
     """The needle-in-a-haystack picture: where in the context, and at which length, retrieval fails (red)."""
-    grid = depth_grid(samples, lengths)
-    if grid.empty or grid.isna().all().all():
-        return empty_figure("No needle-depth results yet.")
-    z = [[None if pd.isna(v) else float(v) for v in row] for row in grid.to_numpy()]
-    text = [[MISSING if v is None else f"{v:.0f}" for v in row] for row in z]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=[length_label(n) for n in grid.columns], y=list(grid.index), text=text, texttemplate="%{text}",
-        colorscale=SCORE_COLORSCALE, zmin=0, zmax=100, xgap=2, ygap=2, hoverongaps=False,
-        colorbar={"title": {"text": "Score"}, "thickness": 14, "len": 0.9},
-        customdata=[[MISSING if v is None else f"{v:.1f}" for v in row] for row in z],
-        hovertemplate="Depth: %{y}<br>Length: %{x}<br>Mean score: %{customdata}<extra></extra>",
-    ))
-    fig.update_xaxes(title_text=LENGTH_AXIS_TITLE, type="category", showgrid=False)
-    fig.update_yaxes(title_text="Needle depth (% of context)", type="category", autorange="reversed",
-                     showgrid=False)
-    return _style(fig, "Retrieval by needle depth and context length", 460, legend=False)
+    return _score_heatmap(
+        depth_grid(samples, lengths), "No needle-depth results yet.",
+        "Depth: %{y}<br>Length: %{x}<br>Mean score: %{customdata}<extra></extra>",
+        LENGTH_AXIS_TITLE, "Needle depth (% of context)", "Retrieval by needle depth and context length")
 
 
 # --- many answers: where in the reply answers fail ------------------------------------------------------------------
@@ -480,34 +492,16 @@ def position_grid(samples: Sequence[Mapping[str, Any]], outputs: Sequence[int]) 
             if score is not None:
                 records.append({"position": POSITION_BIN_LABELS[min(POSITION_BINS - 1, POSITION_BINS * i // k)],
                                 "output": int(output), "score": 100 * score})
-    if records:
-        means = pd.DataFrame.from_records(records).groupby(["position", "output"])["score"].mean().unstack("output")
-    else:
-        means = pd.DataFrame(dtype=float)
-    grid = means.reindex(index=list(POSITION_BIN_LABELS), columns=columns).astype(float)
-    grid.index.name = "position"
-    grid.columns.name = "output"
-    return grid
+    return _mean_grid(records, "position", POSITION_BIN_LABELS, "output", columns)
 
 
 def position_heatmap_figure(samples: Sequence[Mapping[str, Any]], outputs: Sequence[int]) -> go.Figure:
     """The many-answers picture: where in one long reply the answers start failing (red), per reply length."""
-    grid = position_grid(samples, outputs)
-    if grid.empty or grid.isna().all().all():
-        return empty_figure("No many-answers results yet.")
-    z = [[None if pd.isna(v) else float(v) for v in row] for row in grid.to_numpy()]
-    text = [[MISSING if v is None else f"{v:.0f}" for v in row] for row in z]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=[length_label(n) for n in grid.columns], y=list(grid.index), text=text, texttemplate="%{text}",
-        colorscale=SCORE_COLORSCALE, zmin=0, zmax=100, xgap=2, ygap=2, hoverongaps=False,
-        colorbar={"title": {"text": "Score"}, "thickness": 14, "len": 0.9},
-        customdata=[[MISSING if v is None else f"{v:.1f}" for v in row] for row in z],
-        hovertemplate="Questions: %{y} of the list<br>Reply: %{x} tokens<br>Mean score: %{customdata}<extra></extra>",
-    ))
-    fig.update_xaxes(title_text=OUTPUT_AXIS_TITLE, type="category", showgrid=False)
-    fig.update_yaxes(title_text="Question's place in the list (first to last)", type="category",
-                     autorange="reversed", showgrid=False)
-    return _style(fig, "Many answers in one reply: score by the question's place", 460, legend=False)
+    return _score_heatmap(
+        position_grid(samples, outputs), "No many-answers results yet.",
+        "Questions: %{y} of the list<br>Reply: %{x} tokens<br>Mean score: %{customdata}<extra></extra>",
+        OUTPUT_AXIS_TITLE, "Question's place in the list (first to last)",
+        "Many answers in one reply: score by the question's place")
 
 
 # --- shared context: score by turn ---------------------------------------------------------------------------------
