@@ -19,6 +19,10 @@ niah_single_1, niah_multikey_2/3, vt, cwe and fwe can run. Ours generate everyth
     nice -n 10 .venv/bin/python bench/ruler_parity.py --tasks vt,cwe,fwe,niah_single_1 \\
         --lengths 1024,2048,4096 --samples 50
 
+``serve_model`` runs the model in the dtype ``EVAL_LOCAL_DTYPE`` gives (``auto``: the checkpoint's bf16; on a CPU
+without native bf16 instructions ``EVAL_LOCAL_DTYPE=float32`` is about 5x faster); the dtype and device served are
+printed and recorded in the JSON line (``served``). Both sides always read the same served model.
+
 A score is the mean over samples of the share of expected answers found (RULER's string_match_all); its
 interval is Wilson's for that mean over n samples (exact for the one-answer tasks, an approximation where a
 sample can earn partial credit). The last line printed is JSON.
@@ -126,6 +130,13 @@ def wait_for(url: str, proc: subprocess.Popen | None, timeout_s: float = 600) ->
     raise SystemExit(f"{url} did not answer within {timeout_s:.0f} s")
 
 
+def served_model(base_url: str, name: str) -> dict[str, Any]:
+    """What the endpoint's /models says of the model (serve_model adds its dtype, device and KV plan)."""
+    with urllib.request.urlopen(base_url + "/models", timeout=30) as reply:
+        listed = json.load(reply).get("data", [])
+    return next((m for m in listed if m.get("id") == name), {"id": name})
+
+
 def run_ours(args: argparse.Namespace, base_url: str, out: Path, length: int) -> dict[tuple[str, int], Side]:
     spec = version_spec(args.version)
     tasks = {t["key"]: t for t in spec["tasks"]}
@@ -205,6 +216,8 @@ def main() -> None:
         server = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
     try:
         wait_for(base_url, server)
+        served = served_model(base_url, args.model)
+        print(f"served model: {json.dumps(served)}", flush=True)
         ours: dict[tuple[str, int], Side] = {}
         theirs: dict[tuple[str, int], Side] = {}
         lm_eval = "lm_eval" in args.sides and shutil.which(args.lm_eval)
@@ -244,7 +257,7 @@ def main() -> None:
             rows.append(row)
     compared = [r for r in rows if r["overlap"] is not None]
     print(f"\nper-sample records and lm-eval logs: {out}")
-    print(json.dumps({"version": args.version, "samples": args.samples, "rows": rows,
+    print(json.dumps({"version": args.version, "samples": args.samples, "served": served, "rows": rows,
                       "cells_compared": len(compared), "cells_overlapping": sum(r["overlap"] for r in compared)}))
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -88,3 +92,18 @@ def test_a_failing_endpoint_is_reported_without_running_samples(server) -> None:
     make_version("cli", publish=True)
     with pytest.raises(CommandError, match="pre-flight"):
         evaluate("--endpoint", server.base_url, "--model", "unknown-model", "--version", "cli")
+
+
+@pytest.mark.parametrize("migrated", [False, True], ids=["unmigrated", "unseeded"])
+def test_a_database_without_versions_gets_the_commands_that_set_it_up(tmp_path, migrated) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
+    manage = [sys.executable, str(root / "manage.py")]
+    if migrated:
+        subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=root, check=True, capture_output=True)
+    done = subprocess.run([*manage, "evaluate", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
+                           "--version", "v2"], env=env, cwd=root, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    expected = "seed_versions" if migrated else "has no benchmark tables yet"
+    assert expected in done.stderr, done.stderr

@@ -15,6 +15,7 @@ from evalworkers import runner
 from evalworkers.backends.local import LocalBackend, LocalModelConfig, load
 from evalworkers.benchmark import HFTokenCounter
 from evalworkers.evaluation import CellSpec, evaluate_samples, summarize
+from evalworkers.kv.measure import full_cache_bytes
 from evalworkers.tasks import start_submission
 from leaderboard import rows
 from leaderboard.models import CellStatus, ModelKind, Submission, SubmissionStatus
@@ -86,8 +87,10 @@ def test_a_local_submission_runs_through_a_gpu_worker_with_efficiency_figures(
 def test_an_out_of_memory_cell_is_recorded_as_oom_and_the_submission_completes(reference, settings,
                                                                                client) -> None:
     sub = local_submission(methods=["full", "streaming_llm"], budgets=[1.0, 0.25], lengths=[1024], samples=1)
-    # A cap the backend enforces: between SmolLM2's full cache at 1K tokens (~23 MB) and a quarter of it.
-    settings.EVAL_LOCAL_MEMORY_LIMIT_BYTES = 10 * 2**20
+    # A cap the backend enforces: half SmolLM2's full cache at 1K tokens (~23 MB in bf16, ~46 MB in float32), above
+    # what a quarter of it plus the question holds.
+    full_bytes = full_cache_bytes(reference.model.config, 1024, reference.model.dtype)
+    settings.EVAL_LOCAL_MEMORY_LIMIT_BYTES = full_bytes // 2
     for cell_id in runner.start(sub.pk).cell_ids:
         runner.run_cell(cell_id)
     sub.refresh_from_db()

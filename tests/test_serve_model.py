@@ -48,6 +48,7 @@ def served(reference_models_dir: Path, tmp_path: Path) -> Iterator[str]:
 def test_serve_model_answers_with_the_models_real_output(served: str) -> None:
     models = httpx.get(f"{served}/models", timeout=5).json()
     assert models["data"][0]["id"] == "smollm2-135m-instruct" and models["data"][0]["max_model_len"] == 8192
+    assert models["data"][0]["dtype"] == "bfloat16" and models["data"][0]["device"] == "cpu"  # auto: the checkpoint's
     body = {"model": "smollm2-135m-instruct", "max_tokens": 12, "temperature": 0,
             "messages": [{"role": "user", "content": "The secret code is 48213. What is the secret code?"}]}
     answer = httpx.post(f"{served}/chat/completions", json=body, timeout=120).json()

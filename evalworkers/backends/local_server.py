@@ -79,7 +79,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"object": "list", "data": [{
                 "id": srv.served_name, "object": "model", "created": srv.started, "owned_by": "local",
                 "max_model_len": srv.backend.loaded.context_window,
-                "kv_method": srv.backend.plan.method, "kv_budget": srv.backend.plan.budget}]})
+                "kv_method": srv.backend.plan.method, "kv_budget": srv.backend.plan.budget,
+                "dtype": str(srv.backend.loaded.model.dtype).removeprefix("torch."),
+                "device": str(srv.backend.loaded.model.device)}]})
             return
         self._error(BadRequest(f"no route {self.path}; try /v1/models", 404, "not_found"))
 

@@ -8,6 +8,7 @@ import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connection
 
 from evalworkers import prompt_sizing
 from evalworkers.backends import CircuitBreaker
@@ -73,7 +74,8 @@ class Command(BaseCommand):
         parser.add_argument("--model", help="Model name the endpoint serves (with --endpoint).")
         parser.add_argument("--revision", help="Hugging Face revision (with --local and a repo id).")
         parser.add_argument("--methods", default="full",
-                            help="Comma-separated KV methods (with --local), e.g. full,snapkv,streaming_llm.")
+                            help="Comma-separated KV methods (with --local), e.g. full,snapkv,streaming_llm; "
+                                 "the full cache always runs too, as the baseline.")
         parser.add_argument("--budgets", default="1.0",
                             help="Comma-separated KV budgets (with --local), e.g. 1.0,0.5,0.25.")
         parser.add_argument("--api-key-env", help="Name of the environment variable holding the API key.")
@@ -92,10 +94,15 @@ class Command(BaseCommand):
                                                             "EVAL_CONCURRENCY).")
 
     def handle(self, *args: object, **opts: object) -> None:
-        version = BenchmarkVersion.objects.browsable().filter(slug=opts["version_slug"]).first()
+        try:
+            version = BenchmarkVersion.objects.browsable().filter(slug=opts["version_slug"]).first()
+            known = ", ".join(BenchmarkVersion.objects.browsable().values_list("slug", flat=True))
+        except DatabaseError:
+            raise CommandError(f"The database {connection.settings_dict['NAME']} has no benchmark tables yet: run "
+                               "`make run` once, or `manage.py migrate` then `manage.py seed_versions`.") from None
         if version is None:
-            known = ", ".join(BenchmarkVersion.objects.browsable().values_list("slug", flat=True)) or "none"
-            raise CommandError(f"--version {opts['version_slug']!r} is not a published version; known: {known}.")
+            hint = known or "none (seed them with `manage.py seed_versions`)"
+            raise CommandError(f"--version {opts['version_slug']!r} is not a published version; known: {hint}.")
         tasks = list(version.tasks.all())
         if opts["tasks"]:
             wanted = [t.strip() for t in str(opts["tasks"]).split(",") if t.strip()]
