@@ -164,6 +164,7 @@ def test_a_version_without_long_generation_tasks_shows_no_reply_length_section(c
 
 
 @pytest.mark.slow  # loads the reference model and decodes on the CPU
+@pytest.mark.timeout(1200)  # bf16 emulated on an AVX2-only CPU is about 5x slower
 def test_the_reference_model_writes_a_long_reply_with_its_stop_reason_speed_and_kv_after_decoding(
         reference_models_dir: Path) -> None:
     model = load(LocalModelConfig(source="reference", models_dir=reference_models_dir))

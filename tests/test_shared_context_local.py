@@ -22,7 +22,9 @@ from leaderboard import versioning
 from leaderboard.models import Cell, CellStatus, ModelKind, SampleResult, Submission, SubmissionStatus
 from tests.factories import make_entry, make_submission, make_version, run_inline
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db]  # slow: the reference model on CPU, about a minute
+# slow: the reference model on CPU, about a minute where the CPU has native bf16 (AVX-512 BF16, AMX); where it
+# emulates bf16 (AVX2 only) PyTorch is about 5x slower and one of these tests takes over five minutes on one core.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.timeout(1200)]
 
 SHARED = {"haystack": "noise", "key_type": "words", "value_type": "numbers", "num_keys": 3, "turns": 3}
 SAMPLES = 4
