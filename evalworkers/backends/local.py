@@ -54,6 +54,16 @@ class LoadedModel:
     context_window: int | None
     load_s: float
 
+    @property
+    def placement(self) -> str:
+        """Where and in what precision the weights run, e.g. "bfloat16 on cpu"."""
+        return f"{self.dtype_name} on {self.model.device}"
+
+    @property
+    def dtype_name(self) -> str:
+        """The weights' dtype without torch's prefix, e.g. "bfloat16"."""
+        return str(self.model.dtype).removeprefix("torch.")
+
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
         return {"model": self.name, "architecture": type(self.model).__name__, "dtype": str(self.model.dtype),

@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
                 "id": srv.served_name, "object": "model", "created": srv.started, "owned_by": "local",
                 "max_model_len": srv.backend.loaded.context_window,
                 "kv_method": srv.backend.plan.method, "kv_budget": srv.backend.plan.budget,
-                "dtype": str(srv.backend.loaded.model.dtype).removeprefix("torch."),
+                "dtype": srv.backend.loaded.dtype_name,
                 "device": str(srv.backend.loaded.model.device)}]})
             return
         self._error(BadRequest(f"no route {self.path}; try /v1/models", 404, "not_found"))

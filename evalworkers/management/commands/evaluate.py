@@ -96,7 +96,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **opts: object) -> None:
         try:
             version = BenchmarkVersion.objects.browsable().filter(slug=opts["version_slug"]).first()
-            known = ", ".join(BenchmarkVersion.objects.browsable().values_list("slug", flat=True))
+            known = "" if version else ", ".join(BenchmarkVersion.objects.browsable().values_list("slug", flat=True))
         except DatabaseError:
             raise CommandError(f"The database {connection.settings_dict['NAME']} has no benchmark tables yet: run "
                                "`make run` once, or `manage.py migrate` then `manage.py seed_versions`.") from None

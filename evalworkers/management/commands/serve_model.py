@@ -40,9 +40,8 @@ class Command(BaseCommand):
             server = ModelServer(backend, name, port)
         except OSError as exc:
             raise CommandError(f"--port {port}: {exc.strerror or exc}.") from None
-        facts = loaded.describe()
         self.stdout.write(f"serving {loaded.name} as '{name}' ({backend.plan.method} {backend.plan.budget:g}, "
-                          f"{facts['dtype'].removeprefix('torch.')} on {facts['device']}) on "
+                          f"{loaded.placement}) on "
                           f"http://127.0.0.1:{port}/v1", ending="\n")
         self.stdout.flush()
         try:
