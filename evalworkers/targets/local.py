@@ -82,7 +82,7 @@ class LocalTarget(Target):
                 "ok": False, "kind": "local", "code": "model_load", "message": str(exc)})) from None
         facts = {"ok": True, "kind": "local", "query_aware": self.config.query_aware, **loaded.describe()}
         facts["message"] = (f"loaded {facts['model']} ({facts['architecture']}, {facts['layers']} layers, "
-                            + loaded.placement
+                            f"{loaded.placement}"
                             + (f", {facts['context_window']:,}-token window" if facts["context_window"] else "")
                             + f") in {facts['load_s']:.1f}s")
         facts["server_context"] = facts["context_window"]
